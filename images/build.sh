@@ -23,6 +23,8 @@ GUEST_CRYPTO_MODULES=(cryptd crypto_simd aesni_intel ghash_clmulni_intel gf128mu
 TESTHOST_MODULES=(irqbypass kvm kvm_amd kvm_intel tun bridge veth xfrm_user xfrm_algo xfrm_interface
     esp4 esp6 esp4_offload esp6_offload xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 ipv6 af_key
     vhost vhost_net)
+# Host tools copied (with their ldd libraries) into the guest image when installed.
+GUEST_TOOLS=(iperf3)
 # Whole module folders shipped in both images so on-demand template loads (crypto API, xfrm) work.
 MODULE_DIRS=(kernel/crypto kernel/arch/x86/crypto kernel/lib/crypto)
 
@@ -192,7 +194,7 @@ add_guest_extras() {
         install -D -m 0644 "$ko" "$root/lib/modules/$KVER/extra/$(basename "$ko")"
     done < <([[ -d "$REPO_DIR/guest-drivers" ]] && find "$REPO_DIR/guest-drivers" -name '*.ko' -print0)
     # Guest tools from the host system (with their libraries).
-    for t in iperf3; do
+    for t in "${GUEST_TOOLS[@]}"; do
         if command -v "$t" >/dev/null 2>&1; then
             copy_with_libs "$(command -v "$t")" "$root" "/usr/bin/$t"
         else

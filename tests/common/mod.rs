@@ -289,11 +289,21 @@ impl GroupGuard {
             return;
         }
         self.killed = true;
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: killpg only sends a signal; pgid is the group we created for this child with
-        // process_group(0), so it cannot hit processes outside the scenario.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+        // TERM first so images/testhost runs its cleanup (stops QEMU, removes its temp files).
+        self.signal_group(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.signal_group(libc::SIGKILL);
         let _ = self.child.wait();
+    }
+
+    fn signal_group(&self, signal: libc::c_int) {
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; pgid is the group created for this child with
+        // process_group(0), so it cannot hit processes outside the scenario.
+        unsafe { libc::killpg(pgid, signal) };
     }
 }
 
