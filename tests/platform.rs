@@ -5,17 +5,15 @@
 
 mod common;
 
-use common::{ScenarioOutput, base64, guest_kernel_version, run_scenario};
+use common::{
+    QEMU_MICROVM_GUEST_FN, ScenarioOutput, guest_cmd_arg, guest_kernel_version, run_scenario,
+};
 
-/// QEMU microvm with the guest image; `$1` is the kernel command line tail. A user-mode netdev with
-/// restrict=on gives the guest an eth0 without any host networking.
-const QEMU_GUEST_FN: &str = r#"
+/// The guest: QEMU microvm, with a user-mode netdev (restrict=on) for an eth0 that needs no host
+/// networking; `$1` is the kernel command line tail.
+const GUEST_FN: &str = r#"
 guest() {
-    qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
-        -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
-        -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0 \
-        -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
-        -append "console=ttyS0 quiet panic=-1 $1"
+    qemu_microvm_guest "$1" -netdev user,id=n0,restrict=on -device virtio-net-device,netdev=n0
 }
 "#;
 
@@ -30,9 +28,10 @@ exit 7"#;
 
 fn guest_boot_scenario() -> String {
     format!(
-        r#"{QEMU_GUEST_FN}
+        r#"{QEMU_MICROVM_GUEST_FN}
+{GUEST_FN}
 echo "HOST_KVM=$([ -c /dev/kvm ] && echo yes || echo no)"
-guest 'accelvm.ip=192.0.2.2/24 accelvm.cmd={cmd}'
+guest 'accelvm.ip=192.0.2.2/24 {cmd}'
 echo "QEMU_STATUS=$?"
 # Type into the shell only once it is up: bytes sent while the kernel boots get lost.
 mkfifo shell.in
@@ -48,7 +47,7 @@ echo "QEMU_SHELL_STATUS=$?"
 exec 3>&-
 cat shell.out
 "#,
-        cmd = base64(GUEST_COMMAND.as_bytes())
+        cmd = guest_cmd_arg(GUEST_COMMAND)
     )
 }
 

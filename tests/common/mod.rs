@@ -17,6 +17,26 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+/// Kernel command line argument that makes the guest init run `cmd` with `sh -c` and print
+/// `ACCELVM_EXIT=<status>` (images/guest/init).
+pub fn guest_cmd_arg(cmd: &str) -> String {
+    format!("accelvm.cmd={}", base64(cmd.as_bytes()))
+}
+
+/// Shell function for scenarios: `qemu_microvm_guest 'KERNEL ARGS' [QEMU ARGS...]` boots the guest
+/// image with QEMU's own microvm machine under KVM (the reference to compare accelvm with), console
+/// on stdout, and returns QEMU's status. Paste it at the top of a scenario script.
+pub const QEMU_MICROVM_GUEST_FN: &str = r#"
+qemu_microvm_guest() {
+    _append="$1"
+    shift
+    qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
+        -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+        -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
+        -append "console=ttyS0 quiet panic=-1 $_append" "$@"
+}
+"#;
+
 /// Where a scenario runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
