@@ -25,12 +25,15 @@ pub fn guest_cmd_arg(cmd: &str) -> String {
 
 /// Shell function for scenarios: `qemu_microvm_guest 'KERNEL ARGS' [QEMU ARGS...]` boots the guest
 /// image with QEMU's own microvm machine under KVM (the reference to compare accelvm with), console
-/// on stdout, and returns QEMU's status. Paste it at the top of a scenario script.
+/// on stdout, and returns QEMU's status. A boot that has not finished after `$GUEST_TIMEOUT` seconds
+/// (default 240; a boot takes ~10 s in the test host) is killed, so a rare hung nested boot fails the
+/// test quickly with its output instead of running into the scenario timeout.
+/// Paste it at the top of a scenario script.
 pub const QEMU_MICROVM_GUEST_FN: &str = r#"
 qemu_microvm_guest() {
     _append="$1"
     shift
-    qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
+    timeout "${GUEST_TIMEOUT:-240}" qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
         -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
         -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
         -append "console=ttyS0 quiet panic=-1 $_append" "$@"
