@@ -252,9 +252,9 @@ fn run_direct(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
         }
         None => bin_dir().into_os_string(),
     };
+    let script_path = write_script(&workdir, script);
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("exec 2>&1\n{script}"))
+    cmd.arg(&script_path)
         .current_dir(&workdir.0)
         .env("PATH", path)
         .env("ACCELVM_GUEST_KERNEL", images.join("vmlinuz"))
@@ -264,10 +264,27 @@ fn run_direct(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
     ScenarioOutput { stdout, status }
 }
 
+/// Where the scenario script lands inside the test host.
+const TESTHOST_SCRIPT: &str = "/testhost/scenario.sh";
+
+/// Writes the scenario to a file (no argument-length limit) with stderr merged into stdout, as on
+/// the test host's console.
+fn write_script(dir: &TempDir, script: &str) -> PathBuf {
+    let path = dir.0.join("scenario.sh");
+    std::fs::write(&path, format!("exec 2>&1\n{script}\n"))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
+}
+
 fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
     let timeout = opts.timeout.as_secs().max(1);
+    let workdir = TempDir::new();
+    let script_path = write_script(&workdir, script);
     let mut cmd = Command::new(repo_dir().join("images").join("testhost"));
-    cmd.arg("--mem")
+    cmd.arg("--batch")
+        .arg("--add")
+        .arg(format!("{}={TESTHOST_SCRIPT}", script_path.display()))
+        .arg("--mem")
         .arg(opts.testhost_mem_mib.to_string())
         .arg("--cpus")
         .arg(opts.testhost_cpus.to_string())
@@ -275,8 +292,7 @@ fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
         .arg(timeout.to_string())
         .arg("--")
         .arg("sh")
-        .arg("-c")
-        .arg(format!("exec 2>&1\n{script}"))
+        .arg(TESTHOST_SCRIPT)
         .env("ACCELVM_BIN_DIR", bin_dir());
     // images/testhost enforces the timeout itself; this bound (a little later) is the backstop.
     let (stdout, testhost_status) = run_bounded(cmd, opts.timeout + Duration::from_secs(30));
@@ -404,7 +420,8 @@ fn collect_lines(stream: impl Read) -> String {
     out
 }
 
-/// A scratch folder for a direct-mode scenario, removed on drop.
+/// A scratch folder for a scenario (its script; the working directory in direct mode), removed on
+/// drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
