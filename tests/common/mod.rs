@@ -36,7 +36,7 @@ qemu_microvm_guest() {
     timeout "${GUEST_TIMEOUT:-240}" qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
         -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
         -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
-        -append "console=ttyS0 quiet panic=-1 $_append" "$@"
+        -append "console=ttyS0 quiet panic=-1 pci=off $_append" "$@"
 }
 "#;
 
