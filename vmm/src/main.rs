@@ -30,7 +30,29 @@ fn fail(e: &dyn Error) -> ExitCode {
     ExitCode::from(STATUS_ERROR)
 }
 
+/// With this variable set, accelvm reports its threads and open fds after the VM is gone,
+/// on stderr, so tests can prove that nothing is left behind.
+const LEAK_CHECK_ENV: &str = "ACCELVM_CHECK_LEAKS";
+
+fn count_entries(dir: &str) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
 fn main() -> ExitCode {
+    let leak_check = std::env::var_os(LEAK_CHECK_ENV).is_some();
+    let fds_before = count_entries("/proc/self/fd");
+    let code = run();
+    if leak_check {
+        eprintln!(
+            "ACCELVM_LEAK_CHECK threads={} fds_before={fds_before} fds_after={}",
+            count_entries("/proc/self/task"),
+            count_entries("/proc/self/fd")
+        );
+    }
+    code
+}
+
+fn run() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().filter_or("ACCELVM_LOG", "warn"))
         .format_timestamp(None)
         .init();
