@@ -1,0 +1,3 @@
+//! virtio-accel: crypto, compression and IPsec offload for guests.
+
+pub mod esp;
