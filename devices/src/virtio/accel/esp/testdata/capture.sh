@@ -61,25 +61,28 @@ $IP -n a neigh add 192.0.2.2 lladdr 02:00:00:00:00:02 dev va
 $IP -n b link set vb address 02:00:00:00:00:02
 $IP -n a -6 neigh add 2001:db8::2 lladdr 02:00:00:00:00:02 dev va
 
-# runcase NAME SPI MODE KEY ICV_BITS OUTER_SRC OUTER_DST INNER_SRC INNER_DST
+# runcase NAME SPI MODE KEY ICV_BITS OUTER_SRC OUTER_DST INNER_SRC INNER_DST [STATE_EXTRA [SEND_EXTRA]]
+# Four datagrams per SA, one byte apart, so every ESP padding length (0..3) occurs.
 runcase() {
-    echo "CASE $1 spi=$2 mode=$3 key=$4 icv=$5 src=$6 dst=$7"
+    echo "CASE $1 spi=$2 mode=$3 key=$4 icv=$5 src=$6 dst=$7 extra=${10:-none}"
     for ns in a b; do
         dir=out; [ $ns = b ] && dir=in
         $IP -n $ns xfrm state add src $6 dst $7 proto esp spi $2 reqid 7 mode $3 \
-            aead 'rfc4106(gcm(aes))' $4 $5 || echo "CASEFAIL $1 state"
+            aead 'rfc4106(gcm(aes))' $4 $5 ${10} || echo "CASEFAIL $1 state"
         # The selector names UDP by number: the initramfs has no /etc/protocols.
         $IP -n $ns xfrm policy add src $8 dst $9 proto 17 dir $dir \
             tmpl src $6 dst $7 proto esp reqid 7 mode $3 || echo "CASEFAIL $1 policy"
     done
     fam=4; case $9 in *:*) fam=6;; esac
-    $IP netns exec b /bin/esptool recv $fam 5001 2 >/tmp/recv &
+    $IP netns exec b /bin/esptool recv $fam 5001 4 >/tmp/recv &
     r=$!
-    $IP netns exec b /bin/esptool sniff vb $1 2 >/tmp/sniff &
+    $IP netns exec b /bin/esptool sniff vb $1 4 >/tmp/sniff &
     s=$!
     sleep 1
-    $IP netns exec a /bin/esptool send $8 $9 5001 "accelvm ESP capture $1: first"
-    $IP netns exec a /bin/esptool send $8 $9 5001 "accelvm ESP capture $1: second!"
+    for msg in 1 22 333 4444; do
+        $IP netns exec a /bin/esptool send $8 $9 5001 "accelvm ESP capture $1: $msg" ${11} ||
+            echo "CASEFAIL $1 send"
+    done
     wait $s || echo "CASEFAIL $1 sniff"
     wait $r || echo "CASEFAIL $1 recv"
     cat /tmp/sniff
@@ -87,12 +90,18 @@ runcase() {
     for ns in a b; do $IP -n $ns xfrm state flush; $IP -n $ns xfrm policy flush; done
 }
 K128=0x000102030405060708090a0b0c0d0e0fcafebabe
+K192=0x000102030405060708090a0b0c0d0e0f1011121314151617f00dface
 K256=0x000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1fdeadbeef
-runcase tunnel4 0x00001001 tunnel $K128 128 192.0.2.1 192.0.2.2 192.0.2.1 192.0.2.2
-runcase tunnel4-icv8 0x00001002 tunnel $K256 64 192.0.2.1 192.0.2.2 192.0.2.1 192.0.2.2
-runcase transport4 0x00001003 transport $K128 96 192.0.2.1 192.0.2.2 192.0.2.1 192.0.2.2
-runcase tunnel6 0x00001004 tunnel $K256 128 2001:db8::1 2001:db8::2 2001:db8::1 2001:db8::2
-runcase transport6 0x00001005 transport $K128 128 2001:db8::1 2001:db8::2 2001:db8::1 2001:db8::2
+V4="192.0.2.1 192.0.2.2 192.0.2.1 192.0.2.2"
+V6="2001:db8::1 2001:db8::2 2001:db8::1 2001:db8::2"
+runcase tunnel4 0x00001001 tunnel $K128 128 $V4
+runcase tunnel4-icv8 0x00001002 tunnel $K256 64 $V4
+runcase transport4 0x00001003 transport $K128 96 $V4
+runcase tunnel6 0x00001004 tunnel $K256 128 $V6
+runcase transport6 0x00001005 transport $K128 128 $V6
+runcase tunnel6-aes192-icv12 0x00001006 tunnel $K192 96 $V6
+runcase tunnel4-tfc 0x00001007 tunnel $K128 128 $V4 "tfcpad 120"
+runcase transport4-options 0x00001008 transport $K256 128 $V4 "" ipopt
 echo CAPTURE_DONE
 poweroff -f
 GUEST

@@ -1,6 +1,8 @@
 /*
  * Tiny static helper for capture.sh, run inside the capture VM (no libpcap, no python there).
- *   esptool send SRC DST PORT PAYLOAD      UDP datagram from SRC:40000 to DST:PORT
+ *   esptool send SRC DST PORT PAYLOAD [ipopt]
+ *                                          UDP datagram from SRC:40000 to DST:PORT; with
+ *                                          "ipopt", an IPv4 header with 4 option bytes
  *   esptool recv FAMILY(4|6) PORT COUNT    print "RECV <hex>" for COUNT datagrams (5 s timeout)
  *   esptool sniff IFNAME NAME COUNT        print "ESPCAP NAME <hex of IP packet>" for COUNT ESP
  *                                          packets seen on IFNAME (10 s timeout)
@@ -55,7 +57,7 @@ static void timeout(int fd, int secs)
 int main(int argc, char **argv)
 {
 	unsigned char buf[65536];
-	if (argc == 6 && !strcmp(argv[1], "send")) {
+	if ((argc == 6 || argc == 7) && !strcmp(argv[1], "send")) {
 		struct sockaddr_storage src, dst;
 		socklen_t sl, dl;
 		int fam = fill(argv[2], 40000, &src, &sl);
@@ -63,6 +65,12 @@ int main(int argc, char **argv)
 		int fd = socket(fam, SOCK_DGRAM, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&src, sl) < 0) {
 			perror("bind");
+			return 1;
+		}
+		/* NOP, NOP, NOP, end of options: the header grows to 24 bytes. */
+		static const unsigned char opt[4] = { 1, 1, 1, 0 };
+		if (argc == 7 && setsockopt(fd, IPPROTO_IP, IP_OPTIONS, opt, sizeof(opt)) < 0) {
+			perror("IP_OPTIONS");
 			return 1;
 		}
 		if (sendto(fd, argv[5], strlen(argv[5]), 0, (struct sockaddr *)&dst, dl) < 0) {
