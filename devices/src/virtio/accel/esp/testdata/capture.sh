@@ -8,11 +8,16 @@
 # Linux itself accepted the packet) plus an AF_PACKET sniffer that prints the ESP packets in hex.
 # Addresses: 192.0.2.0/24 and 2001:db8::/32 (documentation ranges) only, inside the VM.
 #
+# If to-linux.txt exists (ESP packets made by our engine, written by the test
+# `tests_linux::engine_packets_for_linux` with ACCELVM_ESP_REGEN=1), they are injected into netns b
+# with the same SAs and the UDP payloads Linux delivers are written to linux-accepted.txt.
+#
 # Needs: apt (linux-image-cloud-amd64), gcc with static glibc, busybox-static, iproute2, kmod (depmod),
-# cpio, qemu-system-x86. Usage: capture.sh [OUTPUT]; everything temporary is removed on exit.
+# cpio, qemu-system-x86. Usage: capture.sh [OUTPUT [ACCEPTED_OUTPUT]]; everything temporary is removed on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/linux-xfrm.txt}
+accepted=${2:-$here/linux-accepted.txt}
 work=$(mktemp -d /tmp/esp-capture.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -42,6 +47,7 @@ for lib in $(ldd "$(command -v ip)" | grep -o '/[^ ]*'); do
     cp -L "$lib" "$root$lib"
 done
 gcc -static -O2 -Wall -o "$root/bin/esptool" "$here/esptool.c"
+if [ -f "$here/to-linux.txt" ]; then cp "$here/to-linux.txt" "$root/to-linux.txt"; fi
 
 cat >"$root/init" <<'GUEST'
 #!/bin/busybox sh
@@ -102,6 +108,28 @@ runcase transport6 0x00001005 transport $K128 128 $V6
 runcase tunnel6-aes192-icv12 0x00001006 tunnel $K192 96 $V6
 runcase tunnel4-tfc 0x00001007 tunnel $K128 128 $V4 "tfcpad 120"
 runcase transport4-options 0x00001008 transport $K256 128 $V4 "" ipopt
+
+# Our engine's packets into Linux: inbound SA and policy in b only, raw injection from a.
+if [ -f /to-linux.txt ]; then
+    grep '^CASE' /to-linux.txt | while read -r _ name spi mode key icv src dst _; do
+        spi=${spi#spi=} mode=${mode#mode=} key=${key#key=} icv=${icv#icv=} src=${src#src=} dst=${dst#dst=}
+        $IP -n b xfrm state add src $src dst $dst proto esp spi $spi reqid 9 mode $mode \
+            aead 'rfc4106(gcm(aes))' $key $icv || echo "CASEFAIL $name inject-state"
+        $IP -n b xfrm policy add src $src dst $dst proto 17 dir in \
+            tmpl src $src dst $dst proto esp reqid 9 mode $mode || echo "CASEFAIL $name inject-policy"
+        fam=4; case $dst in *:*) fam=6;; esac
+        n=$(grep -c "^INJECT $name " /to-linux.txt)
+        $IP netns exec b /bin/esptool recv $fam 5002 $n >/tmp/recv &
+        r=$!
+        sleep 1
+        grep "^INJECT $name " /to-linux.txt | while read -r _ _ hex; do
+            $IP netns exec a /bin/esptool inject va $hex || echo "CASEFAIL $name inject"
+        done
+        wait $r || echo "CASEFAIL $name accept"
+        sed "s/^RECV /ACCEPTED $name /" /tmp/recv
+        $IP -n b xfrm state flush; $IP -n b xfrm policy flush
+    done
+fi
 echo CAPTURE_DONE
 poweroff -f
 GUEST
@@ -120,3 +148,10 @@ if grep -q CASEFAIL serial.log; then grep CASEFAIL serial.log >&2; exit 1; fi
     grep -E '^(CASE|ESPCAP|RECV) ' serial.log
 } >"$out"
 echo "wrote $out"
+if grep -q '^ACCEPTED ' serial.log; then
+    {
+        echo "# UDP payloads Linux $kver delivered from our engine's ESP packets (to-linux.txt)."
+        grep '^ACCEPTED ' serial.log
+    } >"$accepted"
+    echo "wrote $accepted"
+fi

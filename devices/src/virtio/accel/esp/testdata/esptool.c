@@ -4,6 +4,7 @@
  *                                          UDP datagram from SRC:40000 to DST:PORT; with
  *                                          "ipopt", an IPv4 header with 4 option bytes
  *   esptool recv FAMILY(4|6) PORT COUNT    print "RECV <hex>" for COUNT datagrams (5 s timeout)
+ *   esptool inject IFNAME HEX              send the IP packet HEX out of IFNAME to 02:00:00:00:00:02
  *   esptool sniff IFNAME NAME COUNT        print "ESPCAP NAME <hex of IP packet>" for COUNT ESP
  *                                          packets seen on IFNAME (10 s timeout)
  */
@@ -97,6 +98,26 @@ int main(int argc, char **argv)
 			}
 			printf("RECV ");
 			hex(buf, n);
+		}
+		return 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "inject")) {
+		size_t n = strlen(argv[3]) / 2;
+		if (n > sizeof(buf) || n == 0) {
+			fprintf(stderr, "bad packet length\n");
+			return 2;
+		}
+		for (size_t i = 0; i < n; i++)
+			sscanf(argv[3] + 2 * i, "%2hhx", &buf[i]);
+		int fd = socket(AF_PACKET, SOCK_DGRAM, 0);
+		struct sockaddr_ll ll = { .sll_family = AF_PACKET,
+					  .sll_protocol = htons((buf[0] >> 4) == 6 ? ETH_P_IPV6 : ETH_P_IP),
+					  .sll_ifindex = if_nametoindex(argv[2]), .sll_halen = 6,
+					  .sll_addr = { 2, 0, 0, 0, 0, 2 } };
+		if (fd < 0 || !ll.sll_ifindex ||
+		    sendto(fd, buf, n, 0, (struct sockaddr *)&ll, sizeof(ll)) < 0) {
+			perror("inject");
+			return 1;
 		}
 		return 0;
 	}
