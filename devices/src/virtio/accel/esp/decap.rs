@@ -86,11 +86,21 @@ impl SecurityAssociation {
                 got: spi,
             });
         }
-        let seq = be32(&esp[4..8]);
+        let seq_lo = be32(&esp[4..8]);
+        let seq = if self.esn {
+            // RFC 4303 Appendix A2.2: infer the unsent high half from the window.
+            window
+                .infer_esn(seq_lo)
+                .ok_or(EspError::Replay(u64::from(seq_lo)))?
+        } else {
+            u64::from(seq_lo)
+        };
         // RFC 4303 §3.4.3: the replay check comes first, before the expensive ICV.
         window.check(seq).map_err(|_| EspError::Replay(seq))?;
 
-        let (aad, rest) = esp.split_at(ESP_HEADER_LEN);
+        let (aad, aad_len) = self.aad(seq);
+        let aad = &aad[..aad_len];
+        let rest = &esp[ESP_HEADER_LEN..];
         let (iv, rest) = rest.split_at(IV_LEN);
         let (ciphertext, icv) = rest.split_at(rest.len() - icv_len);
         if !ciphertext.len().is_multiple_of(4) {

@@ -76,8 +76,11 @@ impl SecurityAssociation {
         let SeqState::Outbound { next, iv_mask } = self.seq else {
             return Err(EspError::WrongDirection);
         };
-        // RFC 4303 §3.3.3: the counter must not cycle; without ESN, 2^32-1 is the last number.
-        let seq = u32::try_from(next).map_err(|_| EspError::SeqOverflow)?;
+        // RFC 4303 §3.3.3: the counter must not cycle. Without ESN 2^32-1 is the last number;
+        // with ESN 2^64-1, after which `next` wrapped to 0.
+        if next == 0 || (!self.esn && next > u64::from(u32::MAX)) {
+            return Err(EspError::SeqOverflow);
+        }
         let hdr = ip::parse(packet)?;
         let packet = &packet[..hdr.packet_len];
 
@@ -115,7 +118,7 @@ impl SecurityAssociation {
                     dst,
                     inner: &hdr,
                     ttl: OUTER_TTL,
-                    id: seq as u16,
+                    id: next as u16,
                     payload_len: esp_len,
                 },
             )?,
@@ -139,11 +142,12 @@ impl SecurityAssociation {
             }
         }
 
-        // RFC 4303 §2: SPI, sequence number; RFC 4106 §3.1: explicit IV; §5: AAD = SPI || seq.
-        let mut aad = [0u8; ESP_HEADER_LEN];
-        aad[..4].copy_from_slice(&self.spi.to_be_bytes());
-        aad[4..].copy_from_slice(&seq.to_be_bytes());
-        out.extend_from_slice(&aad);
+        // RFC 4303 §2: SPI and the low 32 bits of the sequence number; RFC 4106 §3.1: explicit
+        // IV; §5: AAD = SPI || seq (|| high half first with ESN).
+        let (aad, aad_len) = self.aad(next);
+        let aad = &aad[..aad_len];
+        out.extend_from_slice(&self.spi.to_be_bytes());
+        out.extend_from_slice(&(next as u32).to_be_bytes());
         out.extend_from_slice(&iv);
         let ct_start = out.len();
         out.extend_from_slice(payload);
@@ -153,10 +157,10 @@ impl SecurityAssociation {
         let ct_end = out.len();
         out.resize(ct_end + icv_len, 0);
         let (body, icv) = out.split_at_mut(ct_end);
-        self.aead.seal(&iv, &aad, &mut body[ct_start..], icv)?;
+        self.aead.seal(&iv, aad, &mut body[ct_start..], icv)?;
 
         self.seq = SeqState::Outbound {
-            next: next + 1,
+            next: next.wrapping_add(1),
             iv_mask,
         };
         Ok(packet.len())

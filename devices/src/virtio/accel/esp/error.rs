@@ -20,6 +20,9 @@ pub enum EspError {
     /// The SPI is 0, or 1..=255 which RFC 4303 §2.1 reserves.
     #[error("invalid SPI {0:#x}: values 0..=255 are reserved (RFC 4303 §2.1)")]
     InvalidSpi(u32),
+    /// The initial sequence number does not fit the sequence number space.
+    #[error("invalid initial sequence number {0}")]
+    InvalidInitialSeq(u64),
     /// The tunnel endpoints are not of the same address family.
     #[error("tunnel source and destination are of different address families")]
     AddressFamilyMismatch,
@@ -43,9 +46,10 @@ pub enum EspError {
     /// The outer destination address is not the tunnel endpoint of this SA.
     #[error("outer addresses do not match the SA's tunnel endpoints")]
     AddressMismatch,
-    /// The sequence number is 0, already received, or left of the anti-replay window.
+    /// The sequence number (64-bit with ESN: high half inferred) is 0, already received, or
+    /// left of the anti-replay window.
     #[error("replayed or too old sequence number {0}")]
-    Replay(u32),
+    Replay(u64),
     /// The integrity check value did not verify; nothing was decrypted.
     #[error("ICV mismatch")]
     IcvMismatch,
@@ -53,7 +57,9 @@ pub enum EspError {
     #[error("bad ESP padding")]
     BadPadding,
     /// The outbound sequence number would cycle (RFC 4303 §3.3.3): the SA must be replaced.
-    #[error("sequence number overflow: the SA has sent 2^32-1 packets and must be replaced")]
+    #[error(
+        "sequence number overflow: the SA has sent its last sequence number and must be replaced"
+    )]
     SeqOverflow,
     /// A verified dummy packet (next header 59, RFC 4303 §2.6) to be discarded silently.
     #[error("dummy packet (next header 59)")]

@@ -3,11 +3,12 @@
 //! the device hands it whole IP packets and gets whole IP packets back.
 //!
 //! Supported: AES-128/192/256-GCM (keying material = key || 4-byte salt, as Linux's
-//! `rfc4106(gcm(aes))`), ICV 8/12/16 bytes, 32-bit sequence numbers (no ESN: an outbound SA
-//! stops at 2^32-1 with [`EspError::SeqOverflow`]), AAD = SPI || sequence number, anti-replay
-//! window of [`MIN_REPLAY_WINDOW`]..=[`MAX_REPLAY_WINDOW`] packets. Not supported: ESN, NAT
-//! traversal (UDP encapsulation), IPv4 fragments (reassemble first), IPv6 extension headers in
-//! transport mode or before ESP, TFC padding on output (accepted on input).
+//! `rfc4106(gcm(aes))`), ICV 8/12/16 bytes, 32-bit sequence numbers (an outbound SA stops at
+//! 2^32-1 with [`EspError::SeqOverflow`]) or 64-bit extended ones ([`SaOptions::esn`]), AAD =
+//! SPI || sequence number, anti-replay window of [`MIN_REPLAY_WINDOW`]..=[`MAX_REPLAY_WINDOW`]
+//! packets. Not supported: NAT traversal (UDP encapsulation), IPv4 fragments (reassemble
+//! first), IPv6 extension headers in transport mode or before ESP, TFC padding on output
+//! (accepted on input).
 //! Interoperability is tested against packets captured from Linux xfrm (`testdata/`).
 
 mod cipher;
@@ -26,7 +27,7 @@ mod tests_robustness;
 mod tests_roundtrip;
 
 pub use error::EspError;
-pub use sa::{Direction, Mode, SaConfig, SaCounters, SecurityAssociation};
+pub use sa::{Direction, Mode, SaConfig, SaCounters, SaOptions, SecurityAssociation};
 
 /// ESP header: SPI and sequence number (RFC 4303 §2).
 pub const ESP_HEADER_LEN: usize = 8;

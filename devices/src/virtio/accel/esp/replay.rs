@@ -15,13 +15,13 @@ pub enum ReplayVerdict {
     TooOld,
 }
 
-/// Anti-replay window over 32-bit sequence numbers (no ESN).
+/// Anti-replay window over 64-bit sequence numbers (32-bit ones without ESN).
 #[derive(Debug, Clone)]
 pub struct ReplayWindow {
     /// Window size in packets (RFC 4303: at least 32, 64 recommended).
     size: u32,
     /// Highest sequence number verified so far (0: none yet).
-    top: u32,
+    top: u64,
     /// Ring bitmap: bit `seq % (bits.len() * 64)` is set when `seq` was received. It holds at
     /// least `size` bits so every sequence number inside the window has its own bit.
     bits: Vec<u64>,
@@ -39,7 +39,7 @@ impl ReplayWindow {
     }
 
     /// The highest sequence number verified so far.
-    pub fn top(&self) -> u32 {
+    pub fn top(&self) -> u64 {
         self.top
     }
 
@@ -47,20 +47,20 @@ impl ReplayWindow {
         self.bits.len() as u64 * 64
     }
 
-    fn slot(&self, seq: u32) -> (usize, u64) {
-        let bit = u64::from(seq) % self.ring_bits();
+    fn slot(&self, seq: u64) -> (usize, u64) {
+        let bit = seq % self.ring_bits();
         ((bit / 64) as usize, 1u64 << (bit % 64))
     }
 
     /// Whether `seq` may be accepted; does not change the window.
-    pub fn check(&self, seq: u32) -> Result<(), ReplayVerdict> {
+    pub fn check(&self, seq: u64) -> Result<(), ReplayVerdict> {
         if seq == 0 {
             return Err(ReplayVerdict::Zero);
         }
         if seq > self.top {
             return Ok(());
         }
-        if self.top - seq >= self.size {
+        if self.top - seq >= u64::from(self.size) {
             return Err(ReplayVerdict::TooOld);
         }
         let (word, mask) = self.slot(seq);
@@ -72,9 +72,9 @@ impl ReplayWindow {
     }
 
     /// Records `seq` as received. Call only after `check(seq)` passed and the ICV verified.
-    pub fn update(&mut self, seq: u32) {
+    pub fn update(&mut self, seq: u64) {
         if seq > self.top {
-            let advance = u64::from(seq - self.top);
+            let advance = seq - self.top;
             if advance >= self.ring_bits() {
                 self.bits.fill(0);
             } else {
@@ -92,12 +92,32 @@ impl ReplayWindow {
     }
 }
 
+impl ReplayWindow {
+    /// RFC 4303 Appendix A2.2: the high 32 bits of an ESN sequence number are not sent; infer
+    /// them from the window position. `None` when the number would lie before sequence 0.
+    pub fn infer_esn(&self, seq_lo: u32) -> Option<u64> {
+        let tl = self.top as u32;
+        let th = self.top >> 32;
+        let w = self.size;
+        let hi = if tl >= w - 1 {
+            // Window within one subspace: below its bottom means the next subspace.
+            if seq_lo >= tl - (w - 1) { th } else { th + 1 }
+        } else if seq_lo >= tl.wrapping_sub(w - 1) {
+            // Window spans two subspaces: high numbers belong to the previous one.
+            th.checked_sub(1)?
+        } else {
+            th
+        };
+        Some((hi << 32) | u64::from(seq_lo))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// check + update, as the decapsulation path does for a packet whose ICV verifies.
-    fn accept(w: &mut ReplayWindow, seq: u32) -> Result<(), ReplayVerdict> {
+    fn accept(w: &mut ReplayWindow, seq: u64) -> Result<(), ReplayVerdict> {
         w.check(seq)?;
         w.update(seq);
         Ok(())
@@ -219,21 +239,52 @@ mod tests {
 
     #[test]
     fn seq_u32_max_edge() {
+        const M: u64 = u32::MAX as u64;
         let mut w = ReplayWindow::new(64);
-        accept(&mut w, u32::MAX - 1).unwrap();
-        accept(&mut w, u32::MAX).unwrap();
-        assert_eq!(w.top(), u32::MAX);
-        assert_eq!(w.check(u32::MAX), Err(ReplayVerdict::Duplicate));
-        assert_eq!(w.check(u32::MAX - 1), Err(ReplayVerdict::Duplicate));
-        assert_eq!(w.check(u32::MAX - 2), Ok(()));
-        assert_eq!(w.check(u32::MAX - 63), Ok(()));
-        assert_eq!(w.check(u32::MAX - 64), Err(ReplayVerdict::TooOld));
+        accept(&mut w, M - 1).unwrap();
+        accept(&mut w, M).unwrap();
+        assert_eq!(w.top(), M);
+        assert_eq!(w.check(M), Err(ReplayVerdict::Duplicate));
+        assert_eq!(w.check(M - 1), Err(ReplayVerdict::Duplicate));
+        assert_eq!(w.check(M - 2), Ok(()));
+        assert_eq!(w.check(M - 63), Ok(()));
+        assert_eq!(w.check(M - 64), Err(ReplayVerdict::TooOld));
         // No ESN: nothing lies beyond 2^32-1, and sequence numbers never wrap to "new".
         assert_eq!(w.check(1), Err(ReplayVerdict::TooOld));
         assert_eq!(w.check(0), Err(ReplayVerdict::Zero));
         // A first packet far out, straight to the edge.
         let mut w = ReplayWindow::new(64);
-        accept(&mut w, u32::MAX).unwrap();
-        assert_eq!(w.check(u32::MAX - 63), Ok(()));
+        accept(&mut w, M).unwrap();
+        assert_eq!(w.check(M - 63), Ok(()));
+    }
+
+    #[test]
+    fn esn_high_bits_inferred_per_rfc4303_a2() {
+        const B: u64 = 1 << 32;
+        let mut w = ReplayWindow::new(64);
+        // Fresh window (top 0): low numbers are subspace 0, high ones "before 0" (refused).
+        assert_eq!(w.infer_esn(1), Some(1));
+        assert_eq!(w.infer_esn(u32::MAX), None);
+        // Window inside subspace 0, near its end.
+        accept(&mut w, B - 10).unwrap();
+        assert_eq!(w.infer_esn(u32::MAX - 5), Some(B - 6));
+        assert_eq!(w.infer_esn(u32::MAX - 9 - 63), Some(B - 10 - 63));
+        // Below the window bottom: the sender wrapped into subspace 1.
+        assert_eq!(w.infer_esn(0), Some(B));
+        assert_eq!(w.infer_esn(5), Some(B + 5));
+        accept(&mut w, B + 5).unwrap();
+        // Now the window spans both subspaces: big low halves are late packets of subspace 0.
+        assert_eq!(w.infer_esn(u32::MAX), Some(B - 1));
+        assert_eq!(w.check(B - 1), Ok(()));
+        assert_eq!(w.infer_esn(u32::MAX - 57), Some(B - 58));
+        assert_eq!(w.check(B - 58), Ok(()));
+        assert_eq!(w.check(B - 59), Err(ReplayVerdict::TooOld));
+        assert_eq!(w.infer_esn(6), Some(B + 6));
+        assert_eq!(w.check(B + 5), Err(ReplayVerdict::Duplicate));
+        assert_eq!(w.check(B - 10), Err(ReplayVerdict::Duplicate));
+        // Far into subspace 1: everything is subspace 1 or 2 again.
+        accept(&mut w, B + 1000).unwrap();
+        assert_eq!(w.infer_esn(999), Some(B + 999));
+        assert_eq!(w.infer_esn(10), Some(2 * B + 10));
     }
 }

@@ -74,6 +74,18 @@ impl fmt::Debug for SaConfig {
     }
 }
 
+/// Options beyond [`SaConfig`] (kept apart so that `SaConfig` literals stay valid).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SaOptions {
+    /// Extended (64-bit) sequence numbers, RFC 4303 §2.2.1 / RFC 4106 §5: the high half is not
+    /// sent but authenticated (AAD = SPI || seq high || seq low) and inferred by the receiver
+    /// (RFC 4303 Appendix A2). Linux: `ip xfrm state ... flag esn`.
+    pub esn: bool,
+    /// First outbound sequence number (normally 1), or for an inbound SA the highest sequence
+    /// number to treat as already received (normally 0). For SA migration and tests.
+    pub initial_seq: Option<u64>,
+}
+
 /// Per-SA statistics. Byte counts are of the inner (plaintext) packets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SaCounters {
@@ -99,8 +111,9 @@ pub struct SaCounters {
 
 /// Sequence-number state, by direction.
 pub(super) enum SeqState {
-    /// The next sequence number to send (1 ..= 2^32-1; more means exhausted) and the random
-    /// mask XORed into it to make the explicit IV (like Linux's seqiv).
+    /// The next sequence number to send and the random mask XORed into it to make the explicit
+    /// IV (like Linux's seqiv). Past 2^32-1 without ESN, or wrapped to 0 with ESN, the SA is
+    /// exhausted.
     Outbound { next: u64, iv_mask: u64 },
     /// The anti-replay window.
     Inbound(ReplayWindow),
@@ -112,6 +125,7 @@ pub struct SecurityAssociation {
     pub(super) mode: Mode,
     pub(super) aead: EspAead,
     pub(super) seq: SeqState,
+    pub(super) esn: bool,
     pub(super) counters: SaCounters,
 }
 
@@ -129,8 +143,13 @@ impl fmt::Debug for SecurityAssociation {
 
 impl SecurityAssociation {
     /// Validates `cfg` and sets up the SA (keys expanded; `cfg`'s copy of the key is wiped on
-    /// drop).
+    /// drop). 32-bit sequence numbers starting at 1.
     pub fn new(cfg: SaConfig) -> Result<Self, EspError> {
+        Self::with_options(cfg, SaOptions::default())
+    }
+
+    /// Like [`new`](Self::new), with ESN or a non-default initial sequence number.
+    pub fn with_options(cfg: SaConfig, options: SaOptions) -> Result<Self, EspError> {
         // RFC 4303 §2.1: SPI 0 is local-only and 1..=255 are reserved by IANA.
         if cfg.spi < 256 {
             return Err(EspError::InvalidSpi(cfg.spi));
@@ -142,15 +161,29 @@ impl SecurityAssociation {
         }
         let aead = EspAead::new(&cfg.key, cfg.icv_len)?;
         let seq = match cfg.direction {
-            Direction::Outbound => SeqState::Outbound {
-                next: 1,
-                iv_mask: u64::try_generate().map_err(|_| EspError::NoEntropy)?,
-            },
+            Direction::Outbound => {
+                let next = options.initial_seq.unwrap_or(1);
+                if next == 0 || (!options.esn && next > u64::from(u32::MAX)) {
+                    return Err(EspError::InvalidInitialSeq(next));
+                }
+                SeqState::Outbound {
+                    next,
+                    iv_mask: u64::try_generate().map_err(|_| EspError::NoEntropy)?,
+                }
+            }
             Direction::Inbound => {
                 if !(MIN_REPLAY_WINDOW..=MAX_REPLAY_WINDOW).contains(&cfg.replay_window) {
                     return Err(EspError::InvalidReplayWindow(cfg.replay_window));
                 }
-                SeqState::Inbound(ReplayWindow::new(cfg.replay_window))
+                let mut window = ReplayWindow::new(cfg.replay_window);
+                match options.initial_seq {
+                    Some(top) if !options.esn && top > u64::from(u32::MAX) => {
+                        return Err(EspError::InvalidInitialSeq(top));
+                    }
+                    Some(top) if top > 0 => window.update(top),
+                    _ => {}
+                }
+                SeqState::Inbound(window)
             }
         };
         Ok(Self {
@@ -158,6 +191,7 @@ impl SecurityAssociation {
             mode: cfg.mode,
             aead,
             seq,
+            esn: options.esn,
             counters: SaCounters::default(),
         })
     }
@@ -185,12 +219,31 @@ impl SecurityAssociation {
         self.counters
     }
 
-    /// For an outbound SA, the sequence number the next packet gets (2^32 once exhausted); for
-    /// an inbound SA, the highest sequence number accepted so far.
+    /// For an outbound SA, the sequence number the next packet gets (2^32 once exhausted
+    /// without ESN, 0 with ESN); for an inbound SA, the highest sequence number accepted so far.
     pub fn sequence(&self) -> u64 {
         match &self.seq {
             SeqState::Outbound { next, .. } => *next,
-            SeqState::Inbound(w) => u64::from(w.top()),
+            SeqState::Inbound(w) => w.top(),
+        }
+    }
+
+    /// Whether the SA uses extended sequence numbers.
+    pub fn esn(&self) -> bool {
+        self.esn
+    }
+
+    /// RFC 4106 §5: AAD = SPI || sequence number (32 bits), or SPI || high || low with ESN.
+    /// Returns the buffer and the used length (8 or 12).
+    pub(super) fn aad(&self, seq: u64) -> ([u8; 12], usize) {
+        let mut aad = [0u8; 12];
+        aad[..4].copy_from_slice(&self.spi.to_be_bytes());
+        if self.esn {
+            aad[4..12].copy_from_slice(&seq.to_be_bytes());
+            (aad, 12)
+        } else {
+            aad[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
+            (aad, 8)
         }
     }
 

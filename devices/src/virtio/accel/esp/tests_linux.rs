@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::ip;
-use super::{Direction, EspError, Mode, SaConfig, SecurityAssociation};
+use super::{Direction, EspError, Mode, SaConfig, SaOptions, SecurityAssociation};
 
 const CAPTURE: &str = include_str!("testdata/linux-xfrm.txt");
 
@@ -20,6 +20,11 @@ struct Case {
     icv_len: u8,
     /// Linux padded the inner packets with TFC padding (`tfcpad`), which we do not emit.
     tfc: bool,
+    /// ESN, and the sequence number Linux's SAs started from (`replay-seq[-hi]`,
+    /// `replay-oseq[-hi]`: the last one sent/received), from the xfrm extras.
+    esn: bool,
+    start_seq: u64,
+    replay_window: u32,
     src: IpAddr,
     dst: IpAddr,
     packets: Vec<Vec<u8>>,
@@ -33,6 +38,20 @@ fn unhex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// The word after `key` in the xfrm extras (everything after `extra=` on a CASE line).
+fn extra<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let mut words = line.split_once("extra=")?.1.split_whitespace();
+    words.by_ref().find(|w| *w == key)?;
+    words.next()
+}
+
+fn num(v: &str) -> u64 {
+    match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).unwrap(),
+        None => v.parse().unwrap(),
+    }
 }
 
 fn cases() -> Vec<Case> {
@@ -57,6 +76,10 @@ fn cases() -> Vec<Case> {
                     src: kv("src").parse().unwrap(),
                     dst: kv("dst").parse().unwrap(),
                     tfc: kv("extra").starts_with("tfcpad"),
+                    esn: extra(line, "flag") == Some("esn"),
+                    start_seq: (extra(line, "replay-seq-hi").map_or(0, num) << 32)
+                        | extra(line, "replay-seq").map_or(0, num),
+                    replay_window: extra(line, "replay-window").map_or(64, |v| num(v) as u32),
                     name,
                     packets: Vec::new(),
                     payloads: Vec::new(),
@@ -78,21 +101,33 @@ fn cases() -> Vec<Case> {
 }
 
 fn sa(case: &Case, direction: Direction) -> SecurityAssociation {
-    SecurityAssociation::new(SaConfig {
-        spi: case.spi,
-        direction,
-        mode: if case.tunnel {
-            Mode::Tunnel {
-                src: case.src,
-                dst: case.dst,
-            }
-        } else {
-            Mode::Transport
+    let initial_seq = match direction {
+        _ if case.start_seq == 0 => None,
+        Direction::Outbound => Some(case.start_seq + 1),
+        Direction::Inbound => Some(case.start_seq),
+    };
+    let options = SaOptions {
+        esn: case.esn,
+        initial_seq,
+    };
+    SecurityAssociation::with_options(
+        SaConfig {
+            spi: case.spi,
+            direction,
+            mode: if case.tunnel {
+                Mode::Tunnel {
+                    src: case.src,
+                    dst: case.dst,
+                }
+            } else {
+                Mode::Transport
+            },
+            key: case.key.clone(),
+            icv_len: case.icv_len,
+            replay_window: case.replay_window,
         },
-        key: case.key.clone(),
-        icv_len: case.icv_len,
-        replay_window: 64,
-    })
+        options,
+    )
     .unwrap()
 }
 
@@ -154,6 +189,9 @@ fn capture_covers_all_modes_and_families() {
             "tunnel6-aes192-icv12",
             "tunnel4-tfc",
             "transport4-options",
+            "tunnel4-esn",
+            "tunnel6-esn-wrap",
+            "transport4-esn-hi",
         ]
     );
     for c in &cases {
@@ -195,7 +233,7 @@ fn decapsulates_linux_packets_to_the_delivered_datagrams() {
         }
         let c = rx.counters();
         assert_eq!((c.packets_in, c.replay_drops, c.icv_failures), (4, 0, 0));
-        assert_eq!(rx.sequence(), 4);
+        assert_eq!(rx.sequence(), case.start_seq + 4);
         if case.tfc {
             // Linux's TFC padding made every ESP packet as long as the longest; we cut it off.
             assert!(
@@ -401,5 +439,5 @@ fn linux_decapsulates_engine_packets() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 11);
 }

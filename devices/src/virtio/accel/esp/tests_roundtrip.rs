@@ -487,7 +487,10 @@ fn inbound_refusals_have_exact_errors_and_counters() {
     // Padding/next-header failures still consumed their (authenticated) sequence numbers.
     for seq in [2, 3, 4, 5, 6] {
         let again = handmade((A4, B4), 0x2345, seq, &with_trailer(&[1, 2], 4), 16);
-        assert_eq!(rx.decapsulate(&again, &mut out), Err(EspError::Replay(seq)));
+        assert_eq!(
+            rx.decapsulate(&again, &mut out),
+            Err(EspError::Replay(u64::from(seq)))
+        );
     }
 }
 
@@ -510,4 +513,108 @@ fn forged_packets_do_not_move_the_window() {
     rx.decapsulate(&esp, &mut out).unwrap();
     assert_eq!(out, inner);
     assert_eq!(rx.counters().icv_failures, 1);
+}
+
+fn esn_pair(mode: Mode, first: u64) -> (SecurityAssociation, SecurityAssociation) {
+    let opts = |initial_seq| super::SaOptions {
+        esn: true,
+        initial_seq,
+    };
+    (
+        SecurityAssociation::with_options(
+            config(Direction::Outbound, mode, 20, 16),
+            opts(Some(first)),
+        )
+        .unwrap(),
+        SecurityAssociation::with_options(
+            config(Direction::Inbound, mode, 20, 16),
+            opts(Some(first - 1)),
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn esn_round_trip_across_subspaces_with_reordering() {
+    const B: u64 = 1 << 32;
+    let (mut tx, mut rx) = esn_pair(Mode::Tunnel { src: A4, dst: B4 }, B - 40);
+    assert!(tx.esn() && rx.esn());
+    let inner = ipv4_packet(A4, B4, 5, 30);
+    let mut sent = Vec::new();
+    for _ in 0..80 {
+        let mut esp = Vec::new();
+        tx.encapsulate(&inner, &mut esp).unwrap();
+        sent.push(esp);
+    }
+    assert_eq!(tx.sequence(), B + 40);
+    // Only the low half is on the wire.
+    assert_eq!(&sent[40][24..28], &[0, 0, 0, 0]);
+    let mut out = Vec::new();
+    // Deliver in a shuffled order within the window: every packet arrives exactly once.
+    let mut order: Vec<usize> = (0..80).collect();
+    for chunk in order.chunks_mut(16) {
+        chunk.reverse();
+    }
+    for &i in &order {
+        rx.decapsulate(&sent[i], &mut out)
+            .unwrap_or_else(|e| panic!("packet {i}: {e}"));
+        assert_eq!(out, inner);
+    }
+    assert_eq!(rx.sequence(), B + 39);
+    for (i, p) in sent.iter().enumerate().rev().take(20) {
+        assert_eq!(
+            rx.decapsulate(p, &mut out),
+            Err(EspError::Replay(B - 40 + i as u64))
+        );
+    }
+    // A packet sealed with the wrong high half (as a non-ESN peer would) fails the ICV.
+    let (mut plain_tx, _) = pair(Mode::Tunnel { src: A4, dst: B4 }, 20, 16);
+    plain_tx.seq = SeqState::Outbound {
+        next: 45,
+        iv_mask: 0,
+    };
+    let mut esp = Vec::new();
+    plain_tx.encapsulate(&inner, &mut esp).unwrap();
+    assert_eq!(rx.decapsulate(&esp, &mut out), Err(EspError::IcvMismatch));
+    assert_eq!(rx.counters().packets_in, 80);
+}
+
+#[test]
+fn esn_overflow_and_initial_seq_validation() {
+    let mode = Mode::Transport;
+    let (mut tx, _) = esn_pair(mode, u64::MAX);
+    let inner = ipv6_packet(A6, B6, 17, 3);
+    let mut esp = Vec::new();
+    tx.encapsulate(&inner, &mut esp).unwrap();
+    assert_eq!(tx.encapsulate(&inner, &mut esp), Err(EspError::SeqOverflow));
+    assert_eq!(tx.counters().seq_overflows, 1);
+
+    let with = |dir, esn, initial_seq| {
+        SecurityAssociation::with_options(
+            config(dir, mode, 20, 16),
+            super::SaOptions { esn, initial_seq },
+        )
+        .map(|_| ())
+    };
+    let big = u64::from(u32::MAX) + 1;
+    assert_eq!(
+        with(Direction::Outbound, false, Some(0)),
+        Err(EspError::InvalidInitialSeq(0))
+    );
+    assert_eq!(
+        with(Direction::Outbound, false, Some(big)),
+        Err(EspError::InvalidInitialSeq(big))
+    );
+    assert_eq!(
+        with(Direction::Inbound, false, Some(big)),
+        Err(EspError::InvalidInitialSeq(big))
+    );
+    assert_eq!(with(Direction::Outbound, true, Some(big)), Ok(()));
+    assert_eq!(with(Direction::Inbound, true, Some(big)), Ok(()));
+}
+
+#[test]
+fn security_associations_can_move_to_worker_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SecurityAssociation>();
 }

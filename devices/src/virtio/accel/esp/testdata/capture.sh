@@ -108,13 +108,20 @@ runcase transport6 0x00001005 transport $K128 128 $V6
 runcase tunnel6-aes192-icv12 0x00001006 tunnel $K192 96 $V6
 runcase tunnel4-tfc 0x00001007 tunnel $K128 128 $V4 "tfcpad 120"
 runcase transport4-options 0x00001008 transport $K256 128 $V4 "" ipopt
+runcase tunnel4-esn 0x00001009 tunnel $K128 128 $V4 "flag esn replay-window 64"
+# ESN across the 2^32 boundary (sequence numbers 2^32-2 .. 2^32+1) and with a high half of 7.
+runcase tunnel6-esn-wrap 0x0000100a tunnel $K256 128 $V6 \
+    "flag esn replay-window 64 replay-seq 0xfffffffd replay-oseq 0xfffffffd"
+runcase transport4-esn-hi 0x0000100b transport $K128 64 $V4 \
+    "flag esn replay-window 128 replay-seq-hi 7 replay-seq 16 replay-oseq-hi 7 replay-oseq 16"
 
 # Our engine's packets into Linux: inbound SA and policy in b only, raw injection from a.
 if [ -f /to-linux.txt ]; then
-    grep '^CASE' /to-linux.txt | while read -r _ name spi mode key icv src dst _; do
+    grep '^CASE' /to-linux.txt | while read -r _ name spi mode key icv src dst extra; do
         spi=${spi#spi=} mode=${mode#mode=} key=${key#key=} icv=${icv#icv=} src=${src#src=} dst=${dst#dst=}
+        extra=${extra#extra=}; [ "$extra" = none ] && extra=
         $IP -n b xfrm state add src $src dst $dst proto esp spi $spi reqid 9 mode $mode \
-            aead 'rfc4106(gcm(aes))' $key $icv || echo "CASEFAIL $name inject-state"
+            aead 'rfc4106(gcm(aes))' $key $icv $extra || echo "CASEFAIL $name inject-state"
         $IP -n b xfrm policy add src $src dst $dst proto 17 dir in \
             tmpl src $src dst $dst proto esp reqid 9 mode $mode || echo "CASEFAIL $name inject-policy"
         fam=4; case $dst in *:*) fam=6;; esac
