@@ -22,6 +22,8 @@ mod sa;
 #[cfg(test)]
 mod tests_linux;
 #[cfg(test)]
+mod tests_refusals;
+#[cfg(test)]
 mod tests_robustness;
 #[cfg(test)]
 mod tests_roundtrip;
