@@ -18,7 +18,8 @@ impl SecurityAssociation {
     ///
     /// Tunnel mode wraps the whole packet (next header 4 or 41) behind an outer header from the
     /// SA's endpoints with TTL/hop limit [`OUTER_TTL`], DSCP copied, ECN encapsulated (RFC
-    /// 6040), DF and IPv6 flow label copied from the inner header, and IPv4 ID = the low 16 bits
+    /// 6040), DF copied from an inner IPv4 header (set for IPv6), IPv6 flow label copied, and
+    /// IPv4 ID = the low 16 bits
     /// of the sequence number. Transport mode keeps the packet's header (IPv4 options included)
     /// and protects the rest; it refuses IPv4 fragments and IPv6 packets with extension headers.
     ///

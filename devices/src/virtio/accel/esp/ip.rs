@@ -54,7 +54,7 @@ pub struct IpHeader {
     pub protocol: u8,
     /// IPv4 TOS / IPv6 traffic class.
     pub tos: u8,
-    /// IPv4 DF bit.
+    /// IPv4 DF bit; always set for IPv6 (no fragmentation on the path).
     pub dont_fragment: bool,
     /// IPv4 MF set or fragment offset non-zero.
     pub is_fragment: bool,
@@ -139,7 +139,9 @@ fn parse_v6(p: &[u8]) -> Result<IpHeader, EspError> {
         packet_len,
         protocol: p[6],
         tos: ((word >> 20) & 0xff) as u8,
-        dont_fragment: false,
+        // Routers never fragment IPv6 packets, so an outer IPv4 header carrying one gets DF
+        // (as Linux's xfrm sets it): path MTU discovery keeps working through the tunnel.
+        dont_fragment: true,
         is_fragment: false,
         flow_label: word & 0x000f_ffff,
     })
@@ -208,8 +210,8 @@ pub struct OuterHeader<'a> {
 /// Appends an outer IPv4 or IPv6 header with next header ESP to `out`.
 ///
 /// Like Linux's xfrm tunnel output: DSCP is copied and ECN encapsulated from the inner header, DF
-/// is copied from an inner IPv4 header (path MTU discovery through the tunnel), an inner IPv6
-/// flow label is copied.
+/// is copied from an inner IPv4 header and set for an inner IPv6 one (path MTU discovery through
+/// the tunnel), an inner IPv6 flow label is copied.
 pub fn push_outer_header(out: &mut Vec<u8>, h: &OuterHeader<'_>) -> Result<(), EspError> {
     let tos = encapsulated_tos(h.inner.tos);
     match (h.src, h.dst) {

@@ -25,8 +25,12 @@ struct Case {
     esn: bool,
     start_seq: u64,
     replay_window: u32,
+    /// Outer (tunnel) endpoints.
     src: IpAddr,
     dst: IpAddr,
+    /// Addresses of the UDP datagrams (the policy selector): the inner header in tunnel mode.
+    isrc: IpAddr,
+    idst: IpAddr,
     packets: Vec<Vec<u8>>,
     payloads: Vec<Vec<u8>>,
 }
@@ -75,6 +79,8 @@ fn cases() -> Vec<Case> {
                     icv_len: (kv("icv").parse::<u32>().unwrap() / 8) as u8,
                     src: kv("src").parse().unwrap(),
                     dst: kv("dst").parse().unwrap(),
+                    isrc: kv("isrc").parse().unwrap(),
+                    idst: kv("idst").parse().unwrap(),
                     tfc: kv("extra").starts_with("tfcpad"),
                     esn: extra(line, "flag") == Some("esn"),
                     start_seq: (extra(line, "replay-seq-hi").map_or(0, num) << 32)
@@ -158,7 +164,7 @@ fn udp_checksum(src: IpAddr, dst: IpAddr, udp: &[u8]) -> u16 {
 fn assert_is_datagram(case: &Case, inner: &[u8], payload: &[u8]) {
     let h = ip::parse(inner).expect("inner IP header");
     assert_eq!(h.packet_len, inner.len(), "{}: length", case.name);
-    assert_eq!((h.src, h.dst, h.protocol), (case.src, case.dst, 17));
+    assert_eq!((h.src, h.dst, h.protocol), (case.isrc, case.idst, 17));
     if h.src.is_ipv4() {
         assert_eq!(ip::ipv4_checksum(&inner[..h.header_len]), 0);
     }
@@ -189,6 +195,7 @@ fn capture_covers_all_modes_and_families() {
             "tunnel6-aes192-icv12",
             "tunnel4-tfc",
             "transport4-options",
+            "tunnel6in4",
             "tunnel4-esn",
             "tunnel6-esn-wrap",
             "transport4-esn-hi",
@@ -391,8 +398,8 @@ fn engine_packets() -> String {
         let mut esp = Vec::new();
         for i in 0..4 {
             let inner = datagram(
-                case.src,
-                case.dst,
+                case.isrc,
+                case.idst,
                 i as u16 + 1,
                 case.name.contains("options"),
                 &engine_payload(&case.name, i),
@@ -415,8 +422,9 @@ fn engine_packets_for_linux() {
         );
         std::fs::write(path, &want).unwrap();
     } else {
-        assert_eq!(
-            TO_LINUX, want,
+        // Not assert_eq!: dumping two 20 KB strings helps nobody.
+        assert!(
+            TO_LINUX == want,
             "testdata/to-linux.txt is stale: rerun with ACCELVM_ESP_REGEN=1, then capture.sh"
         );
     }
@@ -439,5 +447,5 @@ fn linux_decapsulates_engine_packets() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 11);
+    assert_eq!(checked, 12);
 }

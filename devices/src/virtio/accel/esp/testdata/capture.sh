@@ -66,11 +66,14 @@ $IP -n a link set va up; $IP -n b link set vb up
 $IP -n a neigh add 192.0.2.2 lladdr 02:00:00:00:00:02 dev va
 $IP -n b link set vb address 02:00:00:00:00:02
 $IP -n a -6 neigh add 2001:db8::2 lladdr 02:00:00:00:00:02 dev va
+# Inner addresses of the IPv6-in-IPv4 tunnel.
+$IP -n a addr add 2001:db8:1::1/64 dev va nodad; $IP -n b addr add 2001:db8:1::2/64 dev vb nodad
+$IP -n a -6 neigh add 2001:db8:1::2 lladdr 02:00:00:00:00:02 dev va
 
 # runcase NAME SPI MODE KEY ICV_BITS OUTER_SRC OUTER_DST INNER_SRC INNER_DST [STATE_EXTRA [SEND_EXTRA]]
 # Four datagrams per SA, one byte apart, so every ESP padding length (0..3) occurs.
 runcase() {
-    echo "CASE $1 spi=$2 mode=$3 key=$4 icv=$5 src=$6 dst=$7 extra=${10:-none}"
+    echo "CASE $1 spi=$2 mode=$3 key=$4 icv=$5 src=$6 dst=$7 isrc=$8 idst=$9 extra=${10:-none}"
     for ns in a b; do
         dir=out; [ $ns = b ] && dir=in
         $IP -n $ns xfrm state add src $6 dst $7 proto esp spi $2 reqid 7 mode $3 \
@@ -108,6 +111,9 @@ runcase transport6 0x00001005 transport $K128 128 $V6
 runcase tunnel6-aes192-icv12 0x00001006 tunnel $K192 96 $V6
 runcase tunnel4-tfc 0x00001007 tunnel $K128 128 $V4 "tfcpad 120"
 runcase transport4-options 0x00001008 transport $K256 128 $V4 "" ipopt
+# IPv6 inside IPv4 (next header 41): the state's selector must not be tied to IPv4.
+runcase tunnel6in4 0x0000100c tunnel $K128 128 192.0.2.1 192.0.2.2 2001:db8:1::1 2001:db8:1::2 \
+    "flag af-unspec"
 runcase tunnel4-esn 0x00001009 tunnel $K128 128 $V4 "flag esn replay-window 64"
 # ESN across the 2^32 boundary (sequence numbers 2^32-2 .. 2^32+1) and with a high half of 7.
 runcase tunnel6-esn-wrap 0x0000100a tunnel $K256 128 $V6 \
@@ -117,14 +123,15 @@ runcase transport4-esn-hi 0x0000100b transport $K128 64 $V4 \
 
 # Our engine's packets into Linux: inbound SA and policy in b only, raw injection from a.
 if [ -f /to-linux.txt ]; then
-    grep '^CASE' /to-linux.txt | while read -r _ name spi mode key icv src dst extra; do
+    grep '^CASE' /to-linux.txt | while read -r _ name spi mode key icv src dst isrc idst extra; do
         spi=${spi#spi=} mode=${mode#mode=} key=${key#key=} icv=${icv#icv=} src=${src#src=} dst=${dst#dst=}
+        isrc=${isrc#isrc=} idst=${idst#idst=}
         extra=${extra#extra=}; [ "$extra" = none ] && extra=
         $IP -n b xfrm state add src $src dst $dst proto esp spi $spi reqid 9 mode $mode \
             aead 'rfc4106(gcm(aes))' $key $icv $extra || echo "CASEFAIL $name inject-state"
-        $IP -n b xfrm policy add src $src dst $dst proto 17 dir in \
+        $IP -n b xfrm policy add src $isrc dst $idst proto 17 dir in \
             tmpl src $src dst $dst proto esp reqid 9 mode $mode || echo "CASEFAIL $name inject-policy"
-        fam=4; case $dst in *:*) fam=6;; esac
+        fam=4; case $idst in *:*) fam=6;; esac
         n=$(grep -c "^INJECT $name " /to-linux.txt)
         $IP netns exec b /bin/esptool recv $fam 5002 $n >/tmp/recv &
         r=$!
