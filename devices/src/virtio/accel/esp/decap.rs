@@ -19,8 +19,9 @@ impl SecurityAssociation {
     /// Decapsulates the ESP packet `packet` (an IPv4 or IPv6 packet whose next header is ESP;
     /// bytes beyond the IP length are ignored) into `out` (cleared first; left empty on error).
     ///
-    /// Tunnel mode yields the inner packet (any TFC padding after it removed) and requires the
-    /// outer addresses to be the SA's endpoints; transport mode yields the packet rebuilt without
+    /// Tunnel mode yields the inner packet (any TFC padding after it removed, an outer ECN
+    /// congestion mark carried inside per RFC 6040) and requires the outer addresses to be the
+    /// SA's endpoints; transport mode yields the packet rebuilt without
     /// ESP (protocol/next header, length and IPv4 checksum fixed up). IPv4 fragments and IPv6
     /// extension headers before ESP are refused: reassembly is the caller's job. A verified
     /// dummy packet (next header 59) returns [`EspError::DummyPacket`].
@@ -166,6 +167,7 @@ impl SecurityAssociation {
                 }
                 // RFC 4303 §2.4: TFC padding may follow the inner packet; its length says where.
                 out.truncate(inner.packet_len);
+                ip::propagate_ce(hdr.tos, out);
             }
             Mode::Transport => {
                 let len = out.len();

@@ -191,6 +191,32 @@ fn encapsulated_tos(inner_tos: u8) -> u8 {
     (inner_tos & !ECN_MASK) | ecn
 }
 
+/// RFC 6040 §4.2 (as Linux's `ipip_ecn_decapsulate`): congestion experienced on the outer
+/// header is carried to an ECN-capable inner packet; a not-ECT inner packet stays as it is.
+/// `inner` starts with a header that `parse` accepted.
+pub fn propagate_ce(outer_tos: u8, inner: &mut [u8]) {
+    if outer_tos & ECN_MASK != ECN_CE {
+        return;
+    }
+    match inner[0] >> 4 {
+        4 => {
+            if matches!(inner[1] & ECN_MASK, 1 | 2) {
+                inner[1] |= ECN_CE;
+                let header_len = usize::from(inner[0] & 0x0f) * 4;
+                inner[10..12].fill(0);
+                let sum = ipv4_checksum(&inner[..header_len]);
+                inner[10..12].copy_from_slice(&sum.to_be_bytes());
+            }
+        }
+        _ => {
+            // Traffic class straddles bytes 0 and 1: its ECN bits are bits 4-5 of byte 1.
+            if matches!((inner[1] >> 4) & ECN_MASK, 1 | 2) {
+                inner[1] |= ECN_CE << 4;
+            }
+        }
+    }
+}
+
 /// Parameters of an outer tunnel header.
 pub struct OuterHeader<'a> {
     /// Tunnel source.
@@ -298,6 +324,34 @@ mod tests {
             parse(&[0x50; 40]),
             Err(EspError::Malformed("IP version is neither 4 nor 6"))
         );
+    }
+
+    #[test]
+    fn ce_reaches_ecn_capable_inner_packets_only() {
+        let mut v4 = [0u8; 20];
+        v4[0] = 0x45;
+        v4[1] = 0xb8 | 2; // EF, ECT(0)
+        v4[3] = 20;
+        fix_ipv4_header(&mut v4, 17, 20);
+        let mut marked = v4;
+        propagate_ce(0x03, &mut marked);
+        assert_eq!(marked[1], 0xb8 | 3);
+        assert_eq!(ipv4_checksum(&marked), 0);
+        let mut unmarked = v4;
+        propagate_ce(0x02, &mut unmarked);
+        assert_eq!(unmarked, v4);
+        let mut not_ect = v4;
+        not_ect[1] = 0xb8;
+        fix_ipv4_header(&mut not_ect, 17, 20);
+        let before = not_ect;
+        propagate_ce(0x03, &mut not_ect);
+        assert_eq!(not_ect, before);
+        // IPv6: traffic class 0xb9 (ECT(1)) -> 0xbb.
+        let mut v6 = [0u8; 40];
+        v6[0] = 0x6b;
+        v6[1] = 0x9f;
+        propagate_ce(0x03, &mut v6);
+        assert_eq!((v6[0], v6[1]), (0x6b, 0xbf));
     }
 
     #[test]

@@ -330,3 +330,46 @@ fn security_associations_can_move_to_worker_threads() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<SecurityAssociation>();
 }
+
+#[test]
+fn outer_congestion_marks_reach_the_inner_packet() {
+    for (mode, v6) in [
+        (Mode::Tunnel { src: A4, dst: B4 }, false),
+        (Mode::Tunnel { src: A6, dst: B6 }, true),
+    ] {
+        let (mut tx, mut rx) = pair(mode, 20, 16);
+        // ipv4_packet carries ECT(0); ipv6_packet ECT(1): the outer copies either.
+        let inner = if v6 {
+            ipv6_packet(A6, B6, 17, 20)
+        } else {
+            ipv4_packet(A4, B4, 5, 20)
+        };
+        let mut esp = Vec::new();
+        tx.encapsulate(&inner, &mut esp).unwrap();
+        // A router on the path marks congestion on the outer header.
+        if v6 {
+            esp[1] |= 0x30;
+        } else {
+            esp[1] |= 0x03;
+            let len = esp.len();
+            ip::fix_ipv4_header(&mut esp[..20], ip::proto::ESP, len);
+        }
+        let mut out = Vec::new();
+        rx.decapsulate(&esp, &mut out).unwrap();
+        let h = ip::parse(&out).unwrap();
+        assert_eq!(h.tos & 0x03, 0x03, "CE carried inside");
+        assert_eq!(h.tos & !0x03, ip::parse(&inner).unwrap().tos & !0x03);
+        // Everything but the ECN field (and the IPv4 checksum, which must verify) is the
+        // original packet.
+        assert_eq!(out.len(), inner.len());
+        assert_eq!(out[0], inner[0]);
+        if v6 {
+            assert_eq!(out[1] & 0xcf, inner[1] & 0xcf);
+            assert_eq!(out[2..], inner[2..]);
+        } else {
+            assert_eq!(ip::ipv4_checksum(&out[..20]), 0);
+            assert_eq!(out[2..10], inner[2..10]);
+            assert_eq!(out[12..], inner[12..]);
+        }
+    }
+}
