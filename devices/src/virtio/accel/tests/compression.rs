@@ -270,7 +270,7 @@ fn lz4_round_trip_output_follows_linux_rules() {
         far_repeats(),
         vec![0u8; 70000],
         b"short".to_vec(),
-        (0..5000u32).map(|i| (i * i >> 3) as u8).collect(),
+        (0..5000u32).map(|i| ((i * i) >> 3) as u8).collect(),
     ] {
         let d = h.data(
             QueueKind::Compression,

@@ -3,6 +3,7 @@
 
 mod compression;
 mod crypto;
+mod ipsec;
 mod puff;
 mod robustness;
 
@@ -40,6 +41,7 @@ pub fn features_all() -> u64 {
         | (1 << VIRTIO_ACCEL_F_CRYPTO)
         | (1 << VIRTIO_ACCEL_F_COMPRESSION)
         | (1 << VIRTIO_ACCEL_F_STATELESS)
+        | (1 << VIRTIO_ACCEL_F_IPSEC)
 }
 
 /// One descriptor: guest address, length, device-writable.
@@ -410,15 +412,22 @@ fn config_space_and_features() {
         VIRTIO_ACCEL_F_CRYPTO,
         VIRTIO_ACCEL_F_COMPRESSION,
         VIRTIO_ACCEL_F_STATELESS,
+        VIRTIO_ACCEL_F_IPSEC,
     ] {
         assert_ne!(f & (1 << bit), 0, "feature {bit}");
     }
-    // No ESP engine linked yet: the IPsec service must not be advertised.
-    assert_eq!(f & (1 << VIRTIO_ACCEL_F_IPSEC), 0);
     let mut cs = [0u8; 40];
     VirtioDevice::<GuestMemoryMmap>::read_config(dev, 0, &mut cs);
     let c = AccelConfigSpace::from_slice(&cs).copied().unwrap();
-    assert_eq!(c.services.to_native(), SERVICE_CRYPTO | SERVICE_COMPRESSION);
+    assert_eq!(
+        c.services.to_native(),
+        SERVICE_CRYPTO | SERVICE_COMPRESSION | SERVICE_IPSEC
+    );
+    assert_eq!(c.ipsec_algos.to_native(), 1 << IPSEC_ESP_AES_GCM);
+    assert_eq!(
+        (c.max_sessions.to_native(), c.max_sas.to_native()),
+        (1024, 256)
+    );
     assert_eq!(c.crypto_algos.to_native(), 1 << CRYPTO_AES_GCM);
     assert_eq!(
         c.comp_algos.to_native(),
@@ -430,16 +439,17 @@ fn config_space_and_features() {
             c.comp_queues.to_native(),
             c.ipsec_queues.to_native()
         ),
-        (2, 1, 0)
+        (2, 1, 1)
     );
     assert_eq!(c.max_data_size.to_native(), 128 << 10);
     assert_eq!(c.max_key_len.to_native(), 32);
-    // Queue indices: control, then crypto, then compression.
+    // Queue indices: control, then crypto, then compression, then IPsec.
     assert_eq!(
         VirtioDevice::<GuestMemoryMmap>::queue_max_sizes(dev).len(),
-        4
+        5
     );
     assert_eq!(h.queue_index(QueueKind::Compression), 3);
+    assert_eq!(h.queue_index(QueueKind::Ipsec), 4);
     // Reads past the end give zeros; partial reads work.
     let mut tail = [0xffu8; 8];
     VirtioDevice::<GuestMemoryMmap>::read_config(dev, 36, &mut tail);

@@ -75,7 +75,7 @@ fn truncated_and_inconsistent_requests_are_badmsg() {
     assert_eq!(s, Status::BadMsg as u32);
     let (s, _, _) = h.ctrl(0x77, &[], 0);
     assert_eq!(s, Status::NotSupp as u32);
-    // No ESP engine yet: ADD_SA is refused, QUERY_SA of nothing is NO_SESSION.
+    // An ADD_SA of zeros names no transform; QUERY_SA of nothing is NO_SESSION.
     let (s, _, _) = h.ctrl(CTRL_ADD_SA, SaPara::default().as_slice(), 0);
     assert_eq!(s, Status::NotSupp as u32);
     let (s, _, _) = h.ctrl(CTRL_QUERY_SA, handle_body(5).as_slice(), 48);
@@ -182,7 +182,7 @@ fn indirect_and_scattered_chains() {
     h.kick(q);
     let used = h.take_used(q);
     assert_eq!(used.len(), 1);
-    let mut out = vec![0u8; 108];
+    let mut out = [0u8; 108];
     h.mem
         .read_slice(&mut out[..5], GuestAddress(outs[0]))
         .unwrap();
