@@ -20,7 +20,7 @@ use crate::virtio::{
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     /// The TAP backend failed.
-    #[error("TAP backend")]
+    #[error(transparent)]
     Tap(#[from] TapError),
 }
 

@@ -18,7 +18,7 @@ mod tests;
 pub use device::{MacAddr, MacAddrError, Net, NetError};
 pub use handler::NetHandler;
 pub use metrics::NetMetrics;
-pub use tap::{Tap, TapError};
+pub use tap::{MAX_TAP_NAME_LEN, Tap, TapError, validate_name as validate_tap_name};
 
 use virtio_bindings::virtio_net;
 

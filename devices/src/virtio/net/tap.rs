@@ -101,7 +101,9 @@ pub struct Tap {
     created: bool,
 }
 
-fn validate_name(name: &str) -> Result<(), TapError> {
+/// Checks that `name` can name a TAP: 1..=15 bytes of letters, digits, '-', '_' and '.'
+/// (no '%', which the kernel would expand, and no '/' or spaces).
+pub fn validate_name(name: &str) -> Result<(), TapError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_TAP_NAME_LEN
         && name != "."
