@@ -18,6 +18,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryError};
 
 use crate::memory::{GuestMem, HIMEM_START, IOAPIC_ADDR, LAPIC_ADDR};
 use crate::power::{RESET_PORT, RESET_VALUE, S5_SLEEP_TYPE, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT};
+use crate::serial::{COM1_GSI, COM1_PORT, COM1_PORTS_LEN};
 
 /// The RSDP sits at the start of the BIOS read-only area, where the kernel also scans.
 pub const RSDP_ADDR: u64 = 0xe_0000;
@@ -66,6 +67,16 @@ pub fn dsdt(devices: &[MmioDeviceInfo]) -> Vec<u8> {
     let s5 = aml::Package::new(vec![&S5_SLEEP_TYPE, &aml::ZERO]);
     aml::Name::new("_S5_".into(), &s5).to_aml_bytes(&mut body);
     let mut dev_bytes = Vec::new();
+    // COM1 as a PNP device: on a hardware-reduced platform Linux maps no legacy ISA IRQs,
+    // so the UART's interrupt must come from ACPI (8250_pnp) or the console stays silent.
+    let com1_io = aml::IO::new(COM1_PORT, COM1_PORT, 1, COM1_PORTS_LEN as u8);
+    let com1_irq = aml::Interrupt::new(true, true, false, false, COM1_GSI);
+    let com1_crs = aml::ResourceTemplate::new(vec![&com1_io, &com1_irq]);
+    let com1_hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));
+    let com1_uid = aml::Name::new("_UID".into(), &aml::ZERO);
+    let com1_crs_name = aml::Name::new("_CRS".into(), &com1_crs);
+    aml::Device::new("COM1".into(), vec![&com1_hid, &com1_uid, &com1_crs_name])
+        .to_aml_bytes(&mut dev_bytes);
     for (i, dev) in devices.iter().enumerate() {
         let mem = aml::Memory32Fixed::new(true, dev.base as u32, dev.size as u32);
         let irq = aml::Interrupt::new(true, true, false, false, dev.gsi);
@@ -207,6 +218,7 @@ mod tests {
         let count = d.windows(8).filter(|w| w == b"LNRO0005").count();
         assert_eq!(count, 2);
         assert!(d.windows(4).any(|w| w == b"_S5_"));
+        assert!(d.windows(4).any(|w| w == b"COM1"));
         let f = fadt(0x1234);
         assert!(checksum_ok(&f));
         let m = madt(4).unwrap();
