@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::kvm::DEFAULT_KVM_DEVICE;
+use crate::net_config::{NetBuildError, NetSpec, build_net_devices};
 
 /// Environment variable naming the folder with `vmlinuz` and `initrd.img`.
 pub const IMAGES_DIR_ENV: &str = "ACCELVM_IMAGES_DIR";
@@ -66,6 +67,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "SH_COMMAND")]
     pub guest_cmd: Option<String>,
 
+    /// Add a virtio-net NIC backed by the TAP device NAME (repeatable: eth0, eth1, ... in
+    /// order). An existing TAP is used as it is; a missing one is created, brought up, and
+    /// removed when accelvm exits. MAC defaults to a random locally administered address.
+    /// The guest image's init configures eth0 from `accelvm.ip=ADDR/PREFIX` in --cmdline.
+    #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]")]
+    pub net: Vec<NetSpec>,
+
     /// KVM device node (for tests that simulate a missing or unusable /dev/kvm).
     #[arg(long, value_name = "PATH", env = KVM_DEVICE_ENV, default_value = DEFAULT_KVM_DEVICE, hide = true)]
     pub kvm_device: PathBuf,
@@ -85,6 +93,9 @@ pub enum CliError {
          images/build.sh in the repository, or pass --kernel/--initrd)"
     )]
     NoImages,
+    /// A `--net` device could not be created.
+    #[error(transparent)]
+    Net(#[from] NetBuildError),
 }
 
 /// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
@@ -138,6 +149,9 @@ impl RunArgs {
         config.kvm_device = self.kvm_device;
         config.startup_probe = self.startup_probe;
         config.stdin_to_guest = true;
+        for net in build_net_devices(&self.net)? {
+            config.devices.push(Box::new(net));
+        }
         Ok(config)
     }
 }

@@ -23,6 +23,7 @@ pub mod event_loop;
 pub mod exit;
 pub mod kvm;
 pub mod memory;
+pub mod net_config;
 pub mod power;
 pub mod serial;
 pub mod signals;
