@@ -300,12 +300,18 @@ fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
         .env("ACCELVM_BIN_DIR", bin_dir());
     // images/testhost enforces the timeout itself; this bound (a little later) is the backstop.
     let done = run_bounded(cmd, opts.timeout + Duration::from_secs(30));
+    let why = match done.code {
+        124 => {
+            format!("scenario timed out after {timeout} s; images/testhost killed the test host")
+        }
+        code => format!(
+            "the test host failed before the scenario finished (images/testhost exit status {code})"
+        ),
+    };
     match scenario_part(&done.out) {
         Some((stdout, status)) => ScenarioOutput { stdout, status },
         None => panic!(
-            "the test host failed before the scenario finished (images/testhost exit status \
-             {})\n{}",
-            done.code,
+            "{why}\n{}",
             ScenarioOutput {
                 stdout: done.out + &done.err,
                 status: done.code
