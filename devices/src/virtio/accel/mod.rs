@@ -9,8 +9,12 @@ pub mod chain;
 mod device;
 pub mod esp;
 pub mod esp_adapter;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fuzzing;
 mod handler;
 pub mod metrics;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod mock_driver;
 pub mod protocol;
 pub mod request;
 pub mod session;
