@@ -67,6 +67,7 @@ pub fn run(data: &[u8]) -> Vec<(&'static str, u64)> {
         max_sas: 4,
         max_data_size: 64 << 10,
         tenant: 0,
+        max_inflight_bytes: 1 << 20,
     };
     let mut dev = Accel::new(backend, cfg).expect("device");
     let n = dev.layout().num_queues();

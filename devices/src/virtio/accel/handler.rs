@@ -22,7 +22,8 @@ use super::chain::{ChainError, SplitChain, WritableArea, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
 use super::protocol::{
-    CryptoKey, CtrlResp, DataResp, IPSEC_ESP_AES_GCM, SaStats, Status, VIRTIO_ACCEL_F_STATELESS,
+    CryptoKey, CtrlResp, DataHdr, DataResp, IPSEC_ESP_AES_GCM, SaStats, Status,
+    VIRTIO_ACCEL_F_STATELESS,
 };
 use super::request::{CtrlRequest, DataOp, parse_ctrl, parse_data};
 use super::session::{Tables, expand_key};
@@ -60,6 +61,7 @@ struct HQueue {
     kick: EventFd,
     signal: bool,
     broken: bool,
+    deferred: bool,
 }
 
 struct InFlight {
@@ -67,6 +69,7 @@ struct InFlight {
     head: u16,
     area: WritableArea,
     bytes_in: u64,
+    held: usize,
 }
 
 /// Runs one activated virtio-accel device on the VMM's event loop.
@@ -87,6 +90,9 @@ pub struct AccelHandler<M> {
     pool: Vec<Vec<u8>>,
     metrics: Arc<AccelMetrics>,
     max_data: usize,
+    max_readable: usize,
+    inflight_bytes: usize,
+    max_inflight_bytes: usize,
     tenant: TenantId,
     stateless: bool,
 }
@@ -102,6 +108,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         metrics: Arc<AccelMetrics>,
         max_data: u32,
         tenant: TenantId,
+        max_inflight_bytes: usize,
     ) -> std::io::Result<Self> {
         let event_idx = ctx.acked_features & (1 << VIRTIO_F_EVENT_IDX) != 0;
         let mut queues = Vec::new();
@@ -119,6 +126,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 kick: aq.kick,
                 signal: false,
                 broken: false,
+                deferred: false,
             });
         }
         Ok(AccelHandler {
@@ -141,6 +149,9 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             pool: Vec::new(),
             metrics,
             max_data: max_data as usize,
+            max_readable: size_of::<DataHdr>() + size_of::<CryptoKey>() + max_data as usize,
+            inflight_bytes: 0,
+            max_inflight_bytes,
             tenant,
             stateless: ctx.acked_features & (1 << VIRTIO_ACCEL_F_STATELESS) != 0,
         })
@@ -163,21 +174,39 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
     }
 
     fn process_queue(&mut self, qpos: usize, tables: &mut Tables) {
+        if self.queues[qpos].broken {
+            return;
+        }
+        self.queues[qpos].deferred = false;
         let mut batch = Vec::new();
+        let mut budget = self.max_inflight_bytes.saturating_sub(self.inflight_bytes);
+        let max_readable = self.max_readable;
+        let out_cap = self.max_data + OUTPUT_SLACK as usize;
         {
             let (mem, q, pool) = (&self.mem, &mut self.queues[qpos], &mut self.pool);
-            if q.broken {
-                return;
-            }
             // virtio 1.2 §2.7.10: suppress notifications while draining, then re-check.
             loop {
                 if q.queue.disable_notification(mem).is_err() {
                     q.broken = true;
                     break;
                 }
-                while let Some(chain) = q.queue.pop_descriptor_chain(mem) {
+                while budget > 0 {
+                    let Some(chain) = q.queue.pop_descriptor_chain(mem) else {
+                        break;
+                    };
                     let buf = pool.pop().unwrap_or_default();
-                    batch.push(split_chain(chain, mem, buf, TAG_SLACK));
+                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable);
+                    if let Ok(sc) = &r {
+                        let held = sc.readable.len() + sc.writable.len().min(out_cap);
+                        budget = budget.saturating_sub(held.max(1));
+                    }
+                    batch.push(r);
+                }
+                if budget == 0 {
+                    // Too much host memory pinned by this device: leave the rest in the ring
+                    // (notifications stay off) and come back when completions free some.
+                    q.deferred = true;
+                    break;
                 }
                 match q.queue.enable_notification(mem) {
                     Ok(true) => continue,
@@ -199,7 +228,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                     let m = &self.metrics;
                     match err {
                         ChainError::ReadableAfterWritable => &m.bad_direction,
-                        ChainError::TooManySegments | ChainError::ReadableTooLong => {
+                        ChainError::TooManySegments | ChainError::ReadableTooLong(_) => {
                             &m.chain_too_long
                         }
                         _ => &m.bad_address,
@@ -420,6 +449,8 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             spare,
         };
         let bytes_in = job.cost();
+        let held = job.buf.len() + out_capacity;
+        self.inflight_bytes += held;
         self.inflight.insert(
             token,
             InFlight {
@@ -427,6 +458,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 head: sc.head,
                 area: sc.writable,
                 bytes_in,
+                held,
             },
         );
         let sink: Arc<dyn CompletionSink> = self.sink.clone();
@@ -436,6 +468,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 SubmitError::Stopped(job) => (job, Status::Err),
             };
             if let Some(f) = self.inflight.remove(&token) {
+                self.inflight_bytes -= f.held;
                 self.finish_now(qpos, f.head, &f.area, status, 0);
             }
             self.recycle(job.buf);
@@ -456,6 +489,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            self.inflight_bytes -= f.held;
             let trailer = size_of::<DataResp>();
             let mut status = r.status;
             let mut len = r.needed;
@@ -533,12 +567,25 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 .stale_completions
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.inflight.clear();
+            self.inflight_bytes = 0;
             return;
         }
         if let Some(qpos) = qpos {
             self.process_queue(qpos, &mut st.tables);
         }
-        self.drain_completions();
+        loop {
+            self.drain_completions();
+            // Queues left waiting for host memory resume once completions released some.
+            let deferred: Vec<usize> = (0..self.queues.len())
+                .filter(|&i| self.queues[i].deferred && !self.queues[i].broken)
+                .collect();
+            if deferred.is_empty() || self.inflight_bytes >= self.max_inflight_bytes {
+                break;
+            }
+            for i in deferred {
+                self.process_queue(i, &mut st.tables);
+            }
+        }
         self.signal();
         drop(st);
     }
