@@ -359,7 +359,14 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         };
         self.next_token += 1;
         let token = self.next_token;
-        let spare = self.pool.pop().unwrap_or_default();
+        // AEAD works in place; only compression and ESP write into a second buffer. Handing a
+        // pooled buffer to an in-place job would cost the next request a fresh allocation.
+        let in_place = matches!(op, JobOp::Encrypt { .. } | JobOp::Decrypt { .. });
+        let spare = if in_place {
+            Vec::new()
+        } else {
+            self.pool.pop().unwrap_or_default()
+        };
         let job = Job {
             tenant: self.tenant,
             token,
