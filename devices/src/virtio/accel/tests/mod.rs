@@ -82,10 +82,21 @@ impl Harness {
     }
 
     pub fn with(workers: usize, cfg: AccelConfig, features: u64) -> Self {
+        Self::with_backend(
+            Arc::new(SoftwareAccelerator::new(workers).unwrap()),
+            cfg,
+            features,
+        )
+    }
+
+    pub fn with_backend(
+        backend: Arc<dyn super::Accelerator>,
+        cfg: AccelConfig,
+        features: u64,
+    ) -> Self {
         let mem: &'static GuestMemoryMmap = Box::leak(Box::new(
             GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap(),
         ));
-        let backend = Arc::new(SoftwareAccelerator::new(workers).unwrap());
         let dev = Accel::new(backend, cfg).unwrap();
         Self::activate(mem, dev, features).unwrap()
     }

@@ -295,3 +295,56 @@ fn host_memory_in_flight_is_bounded_and_resumes() {
     assert_eq!(used.len() + early, n);
     assert!(used.iter().all(|u| u.1 as usize == len + 16 + 8));
 }
+
+/// A backend over quota: records what it was offered and refuses it, as a shared scheduler
+/// does when a VM exceeds its limits.
+struct BusyBackend {
+    offered: std::sync::Mutex<Vec<(u32, u64)>>,
+}
+
+impl crate::virtio::accel::Accelerator for BusyBackend {
+    fn capabilities(&self) -> crate::virtio::accel::backend::Capabilities {
+        SoftwareAccelerator::new(0).unwrap().capabilities()
+    }
+    fn submit(
+        &self,
+        job: crate::virtio::accel::backend::Job,
+        _sink: Arc<dyn crate::virtio::accel::backend::CompletionSink>,
+    ) -> Result<(), crate::virtio::accel::backend::SubmitError> {
+        self.offered.lock().unwrap().push((job.tenant, job.cost()));
+        Err(crate::virtio::accel::backend::SubmitError::Busy(Box::new(
+            job,
+        )))
+    }
+}
+
+#[test]
+fn backend_over_quota_answers_busy_with_tenant_and_cost() {
+    use crate::virtio::accel::Accelerator;
+    let backend = Arc::new(BusyBackend {
+        offered: Default::default(),
+    });
+    let cfg = AccelConfig {
+        tenant: 7,
+        ..test_config()
+    };
+    let mut h = Harness::with_backend(backend.clone(), cfg, features_all());
+    let d = h.data(
+        QueueKind::Compression,
+        &comp_req(OP_COMPRESS, COMP_LZ4, 0, &[1; 300]),
+        400,
+    );
+    assert_eq!((d.status, d.used_len), (Status::Busy as u32, 8));
+    assert!(d.out.iter().all(|b| *b == POISON));
+    let (_, sess) = h.create_session(&[2; 16]);
+    let req = crypto_req(OP_ENCRYPT, sess, None, &[0; 12], b"aad", b"0123456789", 16);
+    assert_eq!(
+        h.data(QueueKind::Crypto, &req, 26).status,
+        Status::Busy as u32
+    );
+    // The scheduler saw the VM's tenant id and each job's cost in bytes (aad + src).
+    assert_eq!(*backend.offered.lock().unwrap(), vec![(7, 300), (7, 13)]);
+    let m = h.dev.metrics();
+    assert_eq!(m.get(&m.busy), 2);
+    let _ = backend.capabilities();
+}
