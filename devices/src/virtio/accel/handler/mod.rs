@@ -23,7 +23,10 @@ use super::backend::{
 use super::chain::{ChainError, SplitChain, WritableArea, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
-use super::protocol::{CryptoKey, DataHdr, DataResp, Status, VIRTIO_ACCEL_F_STATELESS};
+use super::protocol::{
+    CryptoKey, DataHdr, DataResp, Status, VIRTIO_ACCEL_F_COMPRESSION, VIRTIO_ACCEL_F_CRYPTO,
+    VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
+};
 use super::request::{DataOp, parse_data};
 use super::session::{Tables, expand_key};
 use super::{OUTPUT_SLACK, QueueKind, QueueLayout};
@@ -94,6 +97,7 @@ pub struct AccelHandler<M> {
     max_inflight_bytes: usize,
     tenant: TenantId,
     stateless: bool,
+    acked: u64,
 }
 
 impl<M: GuestMemory + Send> AccelHandler<M> {
@@ -153,6 +157,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             max_inflight_bytes,
             tenant,
             stateless: ctx.acked_features & (1 << VIRTIO_ACCEL_F_STATELESS) != 0,
+            acked: ctx.acked_features,
         })
     }
 
@@ -283,6 +288,15 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         sc: &mut SplitChain,
         tables: &Tables,
     ) -> Result<(JobOp, super::request::DataRequest), Status> {
+        // Spec §3: a service the driver did not negotiate is NOTSUPP.
+        let feature = match kind {
+            QueueKind::Crypto => VIRTIO_ACCEL_F_CRYPTO,
+            QueueKind::Compression => VIRTIO_ACCEL_F_COMPRESSION,
+            _ => VIRTIO_ACCEL_F_IPSEC,
+        };
+        if self.acked & (1 << feature) == 0 {
+            return Err(Status::NotSupp);
+        }
         let req = parse_data(&sc.readable, kind, self.max_data).map_err(|e| e.status())?;
         let op = match req.op {
             DataOp::Encrypt | DataOp::Decrypt => {
