@@ -166,13 +166,13 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         self.inflight.len()
     }
 
-    fn recycle(&mut self, mut buf: Vec<u8>) {
+    fn recycle(&mut self, buf: Vec<u8>) {
+        // The length is kept: those bytes are initialised, so the next user overwrites them
+        // instead of zero-filling a fresh buffer.
         if self.pool.len() < POOL_MAX_BUFFERS
             && buf.capacity() > 0
             && buf.capacity() <= POOL_MAX_BUFFER_BYTES
         {
-            // Keep the length: the bytes are initialised, so the next user need not zero them.
-            buf.truncate(buf.capacity().min(buf.len()));
             self.pool.push(buf);
         }
     }
