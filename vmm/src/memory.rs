@@ -4,12 +4,11 @@
 //! virtio-mmio windows, the IOAPIC and the local APIC sit in a hole the guest never mistakes
 //! for RAM.
 
-use std::sync::Arc;
-
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-/// The guest memory type every part of the VMM and every device sees.
-pub type GuestMem = Arc<GuestMemoryMmap>;
+/// The guest memory type every part of the VMM and every device sees. Cloning it is cheap (the
+/// regions are shared), and it implements `GuestMemory` itself, as devices expect.
+pub type GuestMem = GuestMemoryMmap;
 
 /// One MiB.
 pub const MIB: u64 = 1 << 20;
@@ -94,7 +93,7 @@ pub fn create_guest_memory(mib: u64) -> Result<GuestMem, MemoryError> {
     }
     let mem = GuestMemoryMmap::from_ranges(&ram_ranges(mib * MIB))
         .map_err(|e| MemoryError::Allocate(mib, e))?;
-    Ok(Arc::new(mem))
+    Ok(mem)
 }
 
 /// The e820 map the guest gets for `size` bytes of RAM.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use log::{debug, warn};
 use virtio_queue::{Queue, QueueT};
-use vm_memory::GuestAddressSpace;
+use vm_memory::GuestMemory;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::interrupt::{IrqLine, MmioInterrupt};
@@ -38,7 +38,7 @@ impl std::fmt::Debug for TransportEvent {
 }
 
 /// One virtio-mmio device window (virtio 1.2 §4.2).
-pub struct MmioTransport<M: GuestAddressSpace> {
+pub struct MmioTransport<M: GuestMemory> {
     device: Box<dyn VirtioDevice<M>>,
     mem: M,
     queues: Vec<Queue>,
@@ -55,7 +55,7 @@ pub struct MmioTransport<M: GuestAddressSpace> {
     activated: bool,
 }
 
-impl<M: GuestAddressSpace + Send + 'static> MmioTransport<M> {
+impl<M: GuestMemory + Clone + Send + 'static> MmioTransport<M> {
     /// Wraps `device`; `irq` is raised whenever the device interrupts the guest.
     ///
     /// Fails only if the kernel refuses to create the per-queue eventfds.
@@ -308,14 +308,14 @@ impl<M: GuestAddressSpace + Send + 'static> MmioTransport<M> {
             warn!("virtio-mmio: DRIVER_OK without FEATURES_OK");
             return self.needs_reset();
         }
-        let mem = self.mem.memory();
+        let mem = &self.mem;
         let event_idx = self.acked_features & (1 << VIRTIO_F_EVENT_IDX) != 0;
         let mut queues = Vec::new();
         for (index, queue) in self.queues.iter_mut().enumerate() {
             if !queue.ready() {
                 continue;
             }
-            if !queue.is_valid(&*mem) {
+            if !queue.is_valid(mem) {
                 warn!("virtio-mmio: queue {index} is invalid (size or rings outside memory)");
                 return self.needs_reset();
             }
@@ -332,7 +332,6 @@ impl<M: GuestAddressSpace + Send + 'static> MmioTransport<M> {
             queue.set_ready(true);
             queues.push((index as u16, ActivatedQueue { queue: taken, kick }));
         }
-        drop(mem);
         let interrupt = Arc::new(MmioInterrupt::new(
             self.interrupt_status.clone(),
             self.config_generation.clone(),
@@ -412,7 +411,7 @@ mod tests {
     use crate::virtio::ActivateError;
     use crate::virtio::mmio::{INT_CONFIG, INT_VRING};
 
-    type Mem = Arc<GuestMemoryMmap>;
+    type Mem = GuestMemoryMmap;
 
     #[derive(Default)]
     struct Shared {
@@ -482,7 +481,7 @@ mod tests {
     }
 
     fn setup(fail: bool) -> (MmioTransport<Mem>, Arc<Shared>, Arc<EventFd>) {
-        let mem = Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap());
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let shared = Arc::new(Shared::default());
         let irq = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
         let dev = Box::new(Dummy {

@@ -1,6 +1,6 @@
 //! The entropy device as the transport sees it: no configuration space, one queue.
 
-use vm_memory::GuestAddressSpace;
+use vm_memory::GuestMemory;
 
 use super::handler::RngHandler;
 use super::{QUEUE_SIZE, REQUEST_QUEUE, VIRTIO_ID_RNG};
@@ -23,7 +23,7 @@ impl Rng {
     }
 }
 
-impl<M: GuestAddressSpace + Send + 'static> VirtioDevice<M> for Rng {
+impl<M: GuestMemory + Send + 'static> VirtioDevice<M> for Rng {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_RNG
     }

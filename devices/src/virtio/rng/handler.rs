@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use log::warn;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddressSpace};
+use vm_memory::{Bytes, GuestMemory};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{MAX_REQUEST_BYTES, REQUEST_QUEUE};
@@ -26,7 +26,7 @@ pub enum RngError {
 }
 
 /// The activated device: fills each chain's writable buffers with random bytes.
-pub struct RngHandler<M: GuestAddressSpace> {
+pub struct RngHandler<M: GuestMemory> {
     mem: M,
     queue: Queue,
     kick: EventFd,
@@ -53,7 +53,7 @@ fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-impl<M: GuestAddressSpace> RngHandler<M> {
+impl<M: GuestMemory> RngHandler<M> {
     /// Serves `queue` of guest memory `mem`.
     pub fn new(mem: M, queue: ActivatedQueue, interrupt: Arc<dyn VirtioInterrupt>) -> Self {
         RngHandler {
@@ -69,14 +69,14 @@ impl<M: GuestAddressSpace> RngHandler<M> {
     /// Serves every available request (the canonical drain loop), then interrupts the guest
     /// if the driver wants it.
     pub fn process_queue(&mut self) -> Result<(), RngError> {
-        let mem = self.mem.memory();
+        let mem = &self.mem;
         let mut used = false;
         let mut buf = vec![0u8; MAX_REQUEST_BYTES];
         loop {
             self.queue
-                .disable_notification(&*mem)
+                .disable_notification(mem)
                 .map_err(RngError::Queue)?;
-            while let Some(chain) = self.queue.pop_descriptor_chain(mem.clone()) {
+            while let Some(chain) = self.queue.pop_descriptor_chain(mem) {
                 let head = chain.head_index();
                 let mut written = 0usize;
                 for desc in chain {
@@ -95,14 +95,14 @@ impl<M: GuestAddressSpace> RngHandler<M> {
                     }
                 }
                 self.queue
-                    .add_used(&*mem, head, written as u32)
+                    .add_used(mem, head, written as u32)
                     .map_err(RngError::Queue)?;
                 self.served += written as u64;
                 used = true;
             }
             if !self
                 .queue
-                .enable_notification(&*mem)
+                .enable_notification(mem)
                 .map_err(RngError::Queue)?
             {
                 break;
@@ -111,7 +111,7 @@ impl<M: GuestAddressSpace> RngHandler<M> {
         if used
             && self
                 .queue
-                .needs_notification(&*mem)
+                .needs_notification(mem)
                 .map_err(RngError::Queue)?
         {
             self.interrupt
@@ -122,7 +122,7 @@ impl<M: GuestAddressSpace> RngHandler<M> {
     }
 }
 
-impl<M: GuestAddressSpace + Send> DeviceHandler for RngHandler<M> {
+impl<M: GuestMemory + Send> DeviceHandler for RngHandler<M> {
     fn fds(&self) -> Vec<RawFd> {
         vec![self.kick.as_raw_fd()]
     }
@@ -164,7 +164,7 @@ mod tests {
         let queue: Queue = vq.create_queue().unwrap();
         let int = Arc::new(CountingInterrupt::default());
         let mut h = RngHandler::new(
-            &mem,
+            mem.clone(),
             ActivatedQueue {
                 queue,
                 kick: EventFd::new(0).unwrap(),
