@@ -4,7 +4,9 @@
 //! virtio-mmio windows, the IOAPIC and the local APIC sit in a hole the guest never mistakes
 //! for RAM.
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
+};
 
 /// The guest memory type every part of the VMM and every device sees. Cloning it is cheap (the
 /// regions are shared), and it implements `GuestMemory` itself, as devices expect.
@@ -93,6 +95,14 @@ pub fn create_guest_memory(mib: u64) -> Result<GuestMem, MemoryError> {
     }
     let mem = GuestMemoryMmap::from_ranges(&ram_ranges(mib * MIB))
         .map_err(|e| MemoryError::Allocate(mib, e))?;
+    for region in mem.iter() {
+        if let Ok(host) = region.get_host_address(MemoryRegionAddress(0)) {
+            // Transparent huge pages: 512x fewer page faults while loading the kernel and
+            // initrd (most of accelvm's start-up cost) and fewer TLB misses for the guest.
+            // SAFETY: madvise only advises about this live mapping; failure is harmless.
+            unsafe { libc::madvise(host.cast(), region.len() as usize, libc::MADV_HUGEPAGE) };
+        }
+    }
     Ok(mem)
 }
 
