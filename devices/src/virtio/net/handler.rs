@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use log::{error, warn};
 use virtio_queue::Queue;
-use vm_memory::GuestAddressSpace;
+use vm_memory::GuestMemory;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -46,8 +46,8 @@ impl NetQueue {
 }
 
 /// Runs one activated virtio-net device on the VMM's event loop.
-pub struct NetHandler<M: GuestAddressSpace> {
-    pub(super) mem: M,
+pub struct NetHandler<M: GuestMemory> {
+    pub(super) mem: std::sync::Arc<M>,
     pub(super) rx: NetQueue,
     pub(super) tx: NetQueue,
     pub(super) interrupt: Arc<dyn VirtioInterrupt>,
@@ -66,7 +66,7 @@ pub struct NetHandler<M: GuestAddressSpace> {
     pub(super) metrics: Arc<NetMetrics>,
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory> NetHandler<M> {
     /// Takes the RX and TX queues out of `ctx` (the caller checked both are there).
     pub(super) fn new(
         ctx: ActivationContext<M>,
@@ -89,7 +89,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
         }
         let missing = |i| std::io::Error::other(format!("queue {i} missing"));
         let mut handler = NetHandler {
-            mem: ctx.mem,
+            mem: std::sync::Arc::new(ctx.mem),
             rx: rx.ok_or_else(|| missing(RX_QUEUE))?,
             tx: tx.ok_or_else(|| missing(TX_QUEUE))?,
             interrupt: ctx.interrupt,
@@ -169,7 +169,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
     }
 }
 
-impl<M: GuestAddressSpace + Send> DeviceHandler for NetHandler<M> {
+impl<M: GuestMemory + Send + Sync> DeviceHandler for NetHandler<M> {
     fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![0; 3];
         fds[RX_KICK_EVENT] = self.rx.kick.as_raw_fd();

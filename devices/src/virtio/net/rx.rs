@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use log::error;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemory};
+use vm_memory::GuestMemory;
 
 use super::handler::NetHandler;
 use super::metrics::NetMetrics;
@@ -137,7 +137,7 @@ fn finish_malformed<Mem: GuestMemory>(
     Ok(Delivery::Malformed)
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory> NetHandler<M> {
     /// Moves frames from the TAP to the guest until the TAP is empty, the guest is out of
     /// buffers (RX pauses) or the budget is spent (the handler re-arms itself).
     pub(super) fn process_rx(&mut self) {
@@ -145,7 +145,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             self.unwatch_tap();
             return;
         }
-        let mem = self.mem.memory();
+        let mem = std::sync::Arc::clone(&self.mem);
         let mut delivered = 0u64;
         let mut budget = BUDGET_FRAMES;
         loop {

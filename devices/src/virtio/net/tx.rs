@@ -8,7 +8,7 @@ use std::io::Read;
 
 use log::warn;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemory};
+use vm_memory::GuestMemory;
 
 use super::handler::NetHandler;
 use super::metrics::NetMetrics;
@@ -66,14 +66,14 @@ pub(super) fn transmit_one<Mem: GuestMemory>(
     Ok(Some((outcome, len)))
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory> NetHandler<M> {
     /// Drains the TX ring with the canonical loop (virtio 1.2 §2.7.13.3: disable notifications,
     /// process, re-enable, re-check), at most [`BUDGET_FRAMES`] chains per call.
     pub(super) fn process_tx(&mut self) {
         if self.tx.broken {
             return;
         }
-        let mem = self.mem.memory();
+        let mem = std::sync::Arc::clone(&self.mem);
         let mut used = 0usize;
         if let Err(e) = self.tx.queue.disable_notification(&*mem) {
             self.queue_error(TX_QUEUE, e);
