@@ -238,9 +238,50 @@ fn event_idx_suppresses_interrupts() {
     assert_eq!(h.irq.queue_count(), 2);
 }
 
+/// A backend that holds every job until `release`, then runs it on an inline software
+/// backend: makes "in flight during reset" deterministic.
+#[derive(Default)]
+struct GatedBackend {
+    held: std::sync::Mutex<
+        Vec<(
+            crate::virtio::accel::backend::Job,
+            Arc<dyn crate::virtio::accel::backend::CompletionSink>,
+        )>,
+    >,
+}
+
+impl GatedBackend {
+    fn release(&self) -> usize {
+        use crate::virtio::accel::Accelerator;
+        let inner = SoftwareAccelerator::new(0).unwrap();
+        let held = std::mem::take(&mut *self.held.lock().unwrap());
+        let n = held.len();
+        for (job, sink) in held {
+            assert!(inner.submit(job, sink).is_ok());
+        }
+        n
+    }
+}
+
+impl crate::virtio::accel::Accelerator for GatedBackend {
+    fn capabilities(&self) -> crate::virtio::accel::backend::Capabilities {
+        SoftwareAccelerator::new(0).unwrap().capabilities()
+    }
+    fn submit(
+        &self,
+        job: crate::virtio::accel::backend::Job,
+        sink: Arc<dyn crate::virtio::accel::backend::CompletionSink>,
+    ) -> Result<(), crate::virtio::accel::backend::SubmitError> {
+        self.held.lock().unwrap().push((job, sink));
+        Ok(())
+    }
+}
+
 #[test]
 fn reset_stops_the_old_handler_and_wipes_state() {
-    let mut h = Harness::new(1);
+    // The gate holds the job until after reset, so it is surely in flight when reset runs.
+    let gate = Arc::new(GatedBackend::default());
+    let mut h = Harness::with_backend(gate.clone(), test_config(), features_all());
     let (_, sess) = h.create_session(&[3; 32]);
     let q = h.queue_index(QueueKind::Crypto);
     let req = crypto_req(OP_ENCRYPT, sess, None, &[0; 12], b"", &vec![1; 100_000], 16);
@@ -248,9 +289,13 @@ fn reset_stops_the_old_handler_and_wipes_state() {
     let o = h.alloc_out(100_024);
     h.push_chain(q, &[(r, req.len() as u32, false), (o, 100_024, true)]);
     h.kick(q);
+    assert!(
+        h.take_used(q).is_empty(),
+        "the gated job cannot have completed"
+    );
     VirtioDevice::<GuestMemoryMmap>::reset(&mut h.dev);
-    // Whatever the worker finishes now is dropped, not written.
-    std::thread::sleep(Duration::from_millis(50));
+    // Whatever the backend finishes now is dropped, not written.
+    assert_eq!(gate.release(), 1);
     let fd = h.handler.fds().len() - 1;
     h.handler.handle(fd);
     h.kick(q);
