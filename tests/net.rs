@@ -40,7 +40,8 @@ wait_ping() {
 }
 vm() {
     _name=$1 _ip=$2 _net=$3 _cmd=$4
-    nsx accelvm run --memory 384 --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" \
+    # Not through nsx: $! must be accelvm itself (ip netns exec execs it), not a subshell.
+    $IP netns exec "$NS" accelvm run --memory 384 --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" \
         --cmdline "$BASE_CMDLINE accelvm.ip=$_ip" --net "$_net" --guest-cmd "$_cmd" >"$_name.out" 2>&1 &
     VMS="$VMS $!"
     eval "${_name}_PID=$!"
