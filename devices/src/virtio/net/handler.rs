@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use log::{error, warn};
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddressSpace;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
@@ -183,7 +183,16 @@ impl<M: GuestAddressSpace + Send> DeviceHandler for NetHandler<M> {
             RX_KICK_EVENT => {
                 // Level-triggered: consume the kick or it fires again. WouldBlock is fine.
                 let _ = self.rx.kick.read();
+                let was_paused = self.rx_paused();
                 self.watch_tap();
+                if was_paused && !self.rx_paused() {
+                    // Pausing asked for refill kicks; while frames flow we do not need them
+                    // (a no-op with EVENT_IDX, where avail_event already limits them).
+                    let mem = self.mem.memory();
+                    if let Err(e) = self.rx.queue.disable_notification(&*mem) {
+                        self.queue_error(RX_QUEUE, e);
+                    }
+                }
                 self.process_rx();
             }
             TX_KICK_EVENT => {
