@@ -883,3 +883,29 @@ fn rx_budget_yields_and_rearms_itself() {
         assert!(!rig.handler.rx_paused());
     });
 }
+
+#[test]
+fn tx_long_chain_takes_the_gather_path() {
+    in_netns(|| {
+        let mut rig = Rig::new(&tap_name("sg"), &[]);
+        let mem = rig.mem.clone();
+        // Header plus 40 pieces: more segments than the zero-copy path takes.
+        let frame = test_frame(40 * 30 - 14, 4);
+        const { assert!(40 > super::tx::MAX_ZERO_COPY_SEGMENTS) };
+        let mut descs = vec![];
+        let h = rig.alloc(VNET_HDR_LEN as u32);
+        mem.write_slice(&[0; VNET_HDR_LEN], GuestAddress(h))
+            .unwrap();
+        descs.push((h, VNET_HDR_LEN as u32, false));
+        for piece in frame.chunks(30) {
+            let at = rig.alloc(piece.len() as u32);
+            mem.write_slice(piece, GuestAddress(at)).unwrap();
+            descs.push((at, piece.len() as u32, false));
+        }
+        rig.tx.add_chain(&mem, &descs);
+        rig.kick(TX_KICK_EVENT);
+        assert_eq!(rig.host.recv_test_frame(0), frame);
+        assert_eq!(get(&rig.metrics.tx_frames), 1);
+        assert_eq!(rig.tx.take_used(&mem), vec![(0, 0)]);
+    });
+}
