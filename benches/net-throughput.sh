@@ -2,7 +2,8 @@
 # TCP throughput of virtio-net over a TAP, accelvm vs QEMU microvm's userspace virtio-net
 # (virtio-mmio, vhost=off: this kind of machine has no /dev/vhost-net), same guest image, same
 # vCPUs and memory, in the same run: iperf3 host -> guest and guest -> host (-R), median of
-# RUNS runs of DURATION seconds each, printed as a table with the accelvm/QEMU ratio.
+# RUNS runs of DURATION seconds each (both guests up at once, runs alternating between them),
+# printed as a table with the accelvm/QEMU ratio.
 # Runs inside the test host (images/testhost); where this machine has hardware virtualization
 # it also runs directly. Networking lives in a private network namespace (192.0.2.0/24).
 # Usage: benches/net-throughput.sh [RUNS] [DURATION]   (default 3 runs of 10 s; needs
@@ -25,10 +26,10 @@ DURATION="${2:-10}"
 # shellcheck disable=SC2016 # expanded by the inner shell
 INNER='
 IP=/usr/sbin/ip; [ -x "$IP" ] || IP=/sbin/ip
-NS="avmbench-$$"; TAP=avmbench0
-VM=""
+NS="avmbench-$$"
+PIDS=""
 cleanup() {
-    [ -n "$VM" ] && kill "$VM" 2>/dev/null
+    for p in $PIDS; do kill "$p" 2>/dev/null; done
     $IP netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null
     $IP netns del "$NS" 2>/dev/null
     true
@@ -38,50 +39,46 @@ nsx() { $IP netns exec "$NS" "$@"; }
 $IP netns add "$NS"
 nsx $IP link set lo up
 CMD=$(echo "iperf3 -s" | base64 | tr -d "\n")
-APPEND="console=ttyS0 reboot=acpi panic=-1 quiet 8250.nr_uarts=1 accelvm.ip=192.0.2.2/24 accelvm.cmd=$CMD"
-start_vm() {
-    case "$1" in
-    accelvm)
-        $IP netns exec "$NS" accelvm run --cpus 1 --memory 512 --kernel "$ACCELVM_GUEST_KERNEL" \
-            --initrd "$ACCELVM_GUEST_INITRD" --cmdline "$APPEND" --net tap=$TAP >vm.log 2>&1 &
-        ;;
-    qemu)
-        $IP netns exec "$NS" qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 1 -m 512M \
-            -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
-            -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" -append "$APPEND" \
-            -netdev tap,id=n0,ifname=$TAP,script=no,downscript=no,vhost=off \
-            -device virtio-net-device,netdev=n0 </dev/null >vm.log 2>&1 &
-        ;;
-    esac
-    # $! is the VMM itself: ip netns exec execs it (nsx, a function, would add a subshell).
-    VM=$!
+BASE="console=ttyS0 reboot=acpi panic=-1 quiet 8250.nr_uarts=1 accelvm.cmd=$CMD"
+# Both guests run at once, each on its own TAP and subnet, and the runs alternate between them,
+# so a change in machine load hits both VMMs alike.
+# $! is the VMM itself: ip netns exec execs it (nsx, a function, would add a subshell).
+$IP netns exec "$NS" accelvm run --cpus 1 --memory 512 --kernel "$ACCELVM_GUEST_KERNEL" \
+    --initrd "$ACCELVM_GUEST_INITRD" --cmdline "$BASE accelvm.ip=192.0.2.2/24" \
+    --net tap=avmb-accelvm >accelvm.log 2>&1 &
+PIDS="$PIDS $!"
+$IP netns exec "$NS" qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 1 -m 512M \
+    -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+    -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
+    -append "$BASE accelvm.ip=198.51.100.2/24" \
+    -netdev tap,id=n0,ifname=avmb-qemu,script=no,downscript=no,vhost=off \
+    -device virtio-net-device,netdev=n0 </dev/null >qemu.log 2>&1 &
+PIDS="$PIDS $!"
+for t in "avmb-accelvm 192.0.2.1/24" "avmb-qemu 198.51.100.1/24"; do
+    set -- $t
     i=0
-    while ! nsx $IP link show $TAP >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-    nsx $IP addr add 192.0.2.1/24 dev $TAP
-    nsx $IP link set $TAP up
+    while ! nsx $IP link show $1 >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
+    nsx $IP addr add $2 dev $1
+    nsx $IP link set $1 up
+done
+for g in 192.0.2.2 198.51.100.2; do
     i=0
-    while ! nsx iperf3 -c 192.0.2.2 -t 1 >/dev/null 2>&1 && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done
-}
-stop_vm() {
-    kill "$VM" 2>/dev/null; wait "$VM" 2>/dev/null; VM=""
-    i=0
-    while nsx $IP link show $TAP >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-}
-for vmm in accelvm qemu; do
-    start_vm $vmm
-    r=1
-    while [ $r -le "$RUNS" ]; do
-        for dir in h2g g2h; do
+    while ! nsx iperf3 -c $g -t 1 >/dev/null 2>&1 && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done
+done
+r=1
+while [ $r -le "$RUNS" ]; do
+    for dir in h2g g2h; do
+        for vmm in accelvm qemu; do
             flag=""; [ $dir = g2h ] && flag=-R
-            # JSON: iperf3 3.12 prints no text summary in the test host. The receiving side total
-            # is the first bits_per_second after "sum_received".
-            mbps=$(nsx iperf3 -c 192.0.2.2 $flag -t "$DURATION" --json 2>&1 |
+            guest=192.0.2.2; [ $vmm = qemu ] && guest=198.51.100.2
+            # JSON: iperf3 3.12 prints no text summary in the test host. The receiving side
+            # total is the first bits_per_second after "sum_received".
+            mbps=$(nsx iperf3 -c $guest $flag -t "$DURATION" --json 2>&1 |
                 awk "/\"sum_received\"/ { s = 1 } s && /\"bits_per_second\"/ { gsub(/[^0-9.]/, \"\", \$2); printf \"%.0f\", \$2 / 1e6; exit }")
             echo "NETBENCH $vmm $dir $r ${mbps:-nan}"
         done
-        r=$((r + 1))
     done
-    stop_vm
+    r=$((r + 1))
 done
 '
 

@@ -121,7 +121,9 @@ fn send_chain<Mem: GuestMemory>(
 
 impl<M: GuestAddressSpace> NetHandler<M> {
     /// Drains the TX ring with the canonical loop (virtio 1.2 §2.7.13.3: disable notifications,
-    /// process, re-enable, re-check), at most [`BUDGET_FRAMES`] chains per call.
+    /// process, re-enable, re-check), at most [`BUDGET_FRAMES`] chains per call. While frames
+    /// keep coming the handler polls the ring again through its own kick eventfd (after the
+    /// other events) and leaves notifications off, so a streaming guest does not exit per frame.
     pub(super) fn process_tx(&mut self) {
         if self.tx.broken {
             return;
@@ -151,6 +153,13 @@ impl<M: GuestAddressSpace> NetHandler<M> {
                         TxOutcome::Oversized => NetMetrics::inc(&m.tx_oversized_frames),
                         TxOutcome::TapError => NetMetrics::inc(&m.tx_tap_errors),
                     }
+                }
+                Ok(None) if used > 0 => {
+                    // The ring was busy: poll it once more after the other events instead of
+                    // asking the driver to kick (a VM exit) for its next frame. Only a pass that
+                    // finds nothing re-enables notifications, below.
+                    self.tx.rearm();
+                    break;
                 }
                 Ok(None) => match self.tx.queue.enable_notification(&*mem) {
                     Ok(true) => {
