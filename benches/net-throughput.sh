@@ -65,17 +65,23 @@ for g in 192.0.2.2 198.51.100.2; do
     i=0
     while ! nsx iperf3 -c $g -t 1 >/dev/null 2>&1 && [ $i -lt 120 ]; do sleep 1; i=$((i + 1)); done
 done
+# CPU of a VMM process in clock ticks: all of it (utime + stime, which includes the time its
+# vCPU spent in the guest) and the VMM share alone (minus guest_time, field 43).
+cpu() { awk "{ print \$14 + \$15, \$14 + \$15 - \$43 }" /proc/$1/stat; }
+set -- $PIDS
 r=1
 while [ $r -le "$RUNS" ]; do
     for dir in h2g g2h; do
         for vmm in accelvm qemu; do
             flag=""; [ $dir = g2h ] && flag=-R
-            guest=192.0.2.2; [ $vmm = qemu ] && guest=198.51.100.2
+            guest=192.0.2.2; pid=$1; [ $vmm = qemu ] && { guest=198.51.100.2; pid=$2; }
+            c0=$(cpu $pid)
             # JSON: iperf3 3.12 prints no text summary in the test host. The receiving side
             # total is the first bits_per_second after "sum_received".
             mbps=$(nsx iperf3 -c $guest $flag -t "$DURATION" --json 2>&1 |
                 awk "/\"sum_received\"/ { s = 1 } s && /\"bits_per_second\"/ { gsub(/[^0-9.]/, \"\", \$2); printf \"%.0f\", \$2 / 1e6; exit }")
-            echo "NETBENCH $vmm $dir $r ${mbps:-nan}"
+            c1=$(cpu $pid)
+            echo "NETBENCH $vmm $dir $r ${mbps:-nan} $c0 $c1"
         done
     done
     r=$((r + 1))
@@ -83,6 +89,13 @@ done
 '
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) printf "%.0f\n", v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Seconds of VMM CPU (outside guest mode) per GB over all runs of one VMM and direction.
+cpu_per_gb() {
+    awk -v v="$1" -v d="$2" -v t="$DURATION" -v hz="$(getconf CLK_TCK)" '
+        $1 == "NETBENCH" && $2 == v && $3 == d && NF >= 9 { ticks += $9 - $7; gb += $5 * t / 8000 }
+        END { if (gb > 0) printf "%.2f", ticks / hz / gb; else print "n/a" }'
+}
 
 report() {
     local where="$1" out="$2" dir a q
@@ -93,13 +106,16 @@ report() {
         return 1
     fi
     printf '\n%s: iperf3 TCP, median of %s x %s s, 1 vCPU / 512 MiB guests\n' "$where" "$RUNS" "$DURATION"
-    printf '%-16s %14s %14s %8s\n' direction "accelvm Mb/s" "QEMU Mb/s" ratio
+    printf '%-16s %14s %14s %8s %18s %18s\n' direction "accelvm Mb/s" "QEMU Mb/s" ratio \
+        "accelvm VMM s/GB" "QEMU VMM s/GB"
     for dir in h2g g2h; do
         a=$(awk -v d=$dir '$1 == "NETBENCH" && $2 == "accelvm" && $3 == d { print $5 }' <<<"$out" | median)
         q=$(awk -v d=$dir '$1 == "NETBENCH" && $2 == "qemu" && $3 == d { print $5 }' <<<"$out" | median)
-        printf '%-16s %14s %14s %8s\n' "$([ $dir = h2g ] && echo 'host -> guest' || echo 'guest -> host')" \
-            "$a" "$q" "$(awk -v a="$a" -v q="$q" 'BEGIN { if (q > 0) printf "%.2fx", a / q; else print "n/a" }')"
+        printf '%-16s %14s %14s %8s %18s %18s\n' "$([ $dir = h2g ] && echo 'host -> guest' || echo 'guest -> host')" \
+            "$a" "$q" "$(awk -v a="$a" -v q="$q" 'BEGIN { if (q > 0) printf "%.2fx", a / q; else print "n/a" }')" \
+            "$(cpu_per_gb accelvm $dir <<<"$out")" "$(cpu_per_gb qemu $dir <<<"$out")"
     done
+    printf '(VMM s/GB: CPU seconds the VMM process spent outside the guest per GB moved, all runs)\n'
 }
 
 out=$("$REPO_DIR/images/testhost" --batch --timeout 1800 -- sh -c "RUNS=$RUNS; DURATION=$DURATION; $INNER" 2>/dev/null | tr -d '\r')
