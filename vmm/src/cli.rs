@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use accelvm_devices::virtio::rng::Rng;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
@@ -73,6 +74,10 @@ pub struct RunArgs {
     /// The guest image's init configures eth0 from `accelvm.ip=ADDR/PREFIX` in --cmdline.
     #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]")]
     pub net: Vec<NetSpec>,
+
+    /// Attach a virtio-rng (entropy) device on virtio-mmio, fed by the host's getrandom(2).
+    #[arg(long)]
+    pub rng: bool,
 
     /// KVM device node (for tests that simulate a missing or unusable /dev/kvm).
     #[arg(long, value_name = "PATH", env = KVM_DEVICE_ENV, default_value = DEFAULT_KVM_DEVICE, hide = true)]
@@ -149,6 +154,9 @@ impl RunArgs {
         config.kvm_device = self.kvm_device;
         config.startup_probe = self.startup_probe;
         config.stdin_to_guest = true;
+        if self.rng {
+            config.devices.push(Box::new(Rng::new()));
+        }
         for net in build_net_devices(&self.net)? {
             config.devices.push(Box::new(net));
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use log::error;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemory};
+use vm_memory::GuestMemory;
 
 use super::handler::NetHandler;
 use super::metrics::NetMetrics;
@@ -138,7 +138,7 @@ fn finish_malformed<Mem: GuestMemory>(
     Ok(Delivery::Malformed)
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory + Clone> NetHandler<M> {
     /// Moves frames from the TAP to the guest until the TAP is empty, the guest is out of
     /// buffers (RX pauses) or the budget is spent (the handler re-arms itself).
     pub(super) fn process_rx(&mut self) {
@@ -146,7 +146,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             self.unwatch_tap();
             return;
         }
-        let mem = self.mem.memory();
+        let mem = self.mem.clone();
         let mut delivered = 0u64;
         let mut budget = BUDGET_FRAMES;
         loop {
@@ -157,7 +157,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             }
             budget -= 1;
             if self.rx_pending.is_none() && !self.tap_broken {
-                match rx_direct::receive(&*mem, &mut self.rx.queue, &self.tap, self.mrg_rxbuf) {
+                match rx_direct::receive(&mem, &mut self.rx.queue, &self.tap, self.mrg_rxbuf) {
                     Ok(Direct::Delivered(len)) => {
                         delivered += 1;
                         NetMetrics::inc(&self.metrics.rx_frames);
@@ -191,7 +191,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             }
             let Some(len) = self.rx_pending else { continue };
             let result = deliver(
-                &*mem,
+                &mem,
                 &mut self.rx.queue,
                 &mut self.rx_buf[..len],
                 self.mrg_rxbuf,
@@ -213,7 +213,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
                     self.rx_pending = None;
                     delivered += 1; // chains went to the used ring
                 }
-                Ok(Delivery::NoBuffers) => match self.arm_rx_notification(&*mem) {
+                Ok(Delivery::NoBuffers) => match self.arm_rx_notification(&mem) {
                     Ok(true) => continue,
                     Ok(false) => {
                         if !self.rx_paused() {
@@ -234,7 +234,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             }
         }
         if delivered > 0 {
-            match self.rx.queue.needs_notification(&*mem) {
+            match self.rx.queue.needs_notification(&mem) {
                 Ok(true) => self.signal(RX_QUEUE),
                 Ok(false) => {}
                 Err(e) => self.queue_error(RX_QUEUE, e),

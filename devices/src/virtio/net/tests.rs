@@ -23,7 +23,7 @@ use crate::virtio::{
     VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VirtioDevice, VirtioInterrupt,
 };
 
-type Mem = Arc<GuestMemoryMmap>;
+type Mem = GuestMemoryMmap;
 
 const QSIZE: u16 = 64;
 const RX_RING: GuestAddress = GuestAddress(0x0);
@@ -336,8 +336,7 @@ impl Rig {
         let tap = Tap::open(tap_name).expect("open TAP");
         assert!(!tap.created(), "the TAP existed (persistent) before");
         let mut dev = Net::with_tap(tap, Some("02:00:00:00:00:01".parse().unwrap()));
-        let mem: Mem =
-            Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap());
+        let mem: Mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let mut features = 1u64 << VIRTIO_F_VERSION_1;
         for &bit in extra_features {
             features |= 1 << bit;
@@ -839,8 +838,7 @@ fn device_model_config_and_activation_errors() {
             "mac is read-only"
         );
 
-        let mem: Mem =
-            Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap());
+        let mem: Mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let ctx = |queues: Vec<u16>, features: u64| ActivationContext {
             mem: mem.clone(),
             acked_features: features,

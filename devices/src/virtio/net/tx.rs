@@ -9,7 +9,7 @@ use std::io::Read;
 use log::warn;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::volatile_memory::PtrGuard;
-use vm_memory::{GuestAddressSpace, GuestMemory, Permissions};
+use vm_memory::{GuestMemory, Permissions};
 
 use super::handler::NetHandler;
 use super::metrics::NetMetrics;
@@ -119,7 +119,7 @@ fn send_chain<Mem: GuestMemory>(
     }
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory + Clone> NetHandler<M> {
     /// Drains the TX ring with the canonical loop (virtio 1.2 §2.7.13.3: disable notifications,
     /// process, re-enable, re-check), at most [`BUDGET_FRAMES`] chains per call. While frames
     /// keep coming the handler polls the ring again through its own kick eventfd (after the
@@ -128,9 +128,9 @@ impl<M: GuestAddressSpace> NetHandler<M> {
         if self.tx.broken {
             return;
         }
-        let mem = self.mem.memory();
+        let mem = self.mem.clone();
         let mut used = 0usize;
-        if let Err(e) = self.tx.queue.disable_notification(&*mem) {
+        if let Err(e) = self.tx.queue.disable_notification(&mem) {
             self.queue_error(TX_QUEUE, e);
             return;
         }
@@ -140,7 +140,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
                 self.tx.rearm();
                 break;
             }
-            match transmit_one(&*mem, &mut self.tx.queue, &self.tap, &mut self.tx_buf) {
+            match transmit_one(&mem, &mut self.tx.queue, &self.tap, &mut self.tx_buf) {
                 Ok(Some((outcome, len))) => {
                     used += 1;
                     let m = &self.metrics;
@@ -161,9 +161,9 @@ impl<M: GuestAddressSpace> NetHandler<M> {
                     self.tx.rearm();
                     break;
                 }
-                Ok(None) => match self.tx.queue.enable_notification(&*mem) {
+                Ok(None) => match self.tx.queue.enable_notification(&mem) {
                     Ok(true) => {
-                        if let Err(e) = self.tx.queue.disable_notification(&*mem) {
+                        if let Err(e) = self.tx.queue.disable_notification(&mem) {
                             self.queue_error(TX_QUEUE, e);
                             break;
                         }
@@ -181,7 +181,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             }
         }
         if used > 0 {
-            match self.tx.queue.needs_notification(&*mem) {
+            match self.tx.queue.needs_notification(&mem) {
                 Ok(true) => self.signal(TX_QUEUE),
                 Ok(false) => {}
                 Err(e) => self.queue_error(TX_QUEUE, e),
