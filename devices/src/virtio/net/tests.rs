@@ -1004,3 +1004,39 @@ fn rx_direct_path_without_mrg_rxbuf_uses_one_big_buffer() {
         assert_eq!(get(&rig.metrics.rx_direct_frames), 1);
     });
 }
+
+#[test]
+fn rx_direct_path_falls_back_for_chains_it_cannot_take() {
+    in_netns(|| {
+        let mut rig = Rig::new(&tap_name("fb"), &[f::MRG_RXBUF]);
+        let mem = rig.mem.clone();
+        // A read-only chain, then a chain whose 12-byte header is split over two descriptors,
+        // then plenty of room: the first two make the direct path hand over to the buffered one.
+        let ro = rig.alloc(4096);
+        rig.rx.add_chain(&mem, &[(ro, 4096, false)]);
+        let (a, b) = (rig.alloc(8), rig.alloc(4096));
+        rig.rx.add_chain(&mem, &[(a, 8, true), (b, 4096, true)]);
+        let rest = rig.post_rx(20, 4096);
+        let frames = [test_frame(200, 1), test_frame(300, 2)];
+        for frame in &frames {
+            rig.host.send(frame);
+        }
+        rig.wait_tap_event();
+        rig.handler.handle(TAP_EVENT);
+        let l = |f: &Vec<u8>| (VNET_HDR_LEN + f.len()) as u32;
+        assert_eq!(
+            rig.rx.take_used(&mem),
+            vec![(0, 0), (1, l(&frames[0])), (3, l(&frames[1]))]
+        );
+        // Frame 0 went through the buffered path across the split header...
+        let mut first = rig.read_guest(a, 8);
+        first.extend(rig.read_guest(b, frames[0].len() + 4));
+        assert_eq!(&first[10..12], &1u16.to_le_bytes());
+        assert_eq!(&first[12..], &frames[0][..]);
+        // ...frame 1 straight into the next buffer.
+        assert_eq!(rig.read_guest(rest[0] + 12, frames[1].len()), frames[1]);
+        assert_eq!(get(&rig.metrics.rx_malformed_chains), 1);
+        assert_eq!(get(&rig.metrics.rx_direct_frames), 1);
+        assert_eq!(get(&rig.metrics.rx_frames), 2);
+    });
+}
