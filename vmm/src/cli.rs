@@ -154,11 +154,11 @@ impl RunArgs {
         config.kvm_device = self.kvm_device;
         config.startup_probe = self.startup_probe;
         config.stdin_to_guest = true;
-        for net in build_net_devices(&self.net)? {
-            config.devices.push(Box::new(net));
-        }
         if self.rng {
             config.devices.push(Box::new(Rng::new()));
+        }
+        for net in build_net_devices(&self.net)? {
+            config.devices.push(Box::new(net));
         }
         Ok(config)
     }

@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use log::{error, warn};
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemory;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
@@ -46,8 +46,8 @@ impl NetQueue {
 }
 
 /// Runs one activated virtio-net device on the VMM's event loop.
-pub struct NetHandler<M: GuestMemory> {
-    pub(super) mem: std::sync::Arc<M>,
+pub struct NetHandler<M: GuestMemory + Clone> {
+    pub(super) mem: M,
     pub(super) rx: NetQueue,
     pub(super) tx: NetQueue,
     pub(super) interrupt: Arc<dyn VirtioInterrupt>,
@@ -66,7 +66,7 @@ pub struct NetHandler<M: GuestMemory> {
     pub(super) metrics: Arc<NetMetrics>,
 }
 
-impl<M: GuestMemory> NetHandler<M> {
+impl<M: GuestMemory + Clone> NetHandler<M> {
     /// Takes the RX and TX queues out of `ctx` (the caller checked both are there).
     pub(super) fn new(
         ctx: ActivationContext<M>,
@@ -89,7 +89,7 @@ impl<M: GuestMemory> NetHandler<M> {
         }
         let missing = |i| std::io::Error::other(format!("queue {i} missing"));
         let mut handler = NetHandler {
-            mem: std::sync::Arc::new(ctx.mem),
+            mem: ctx.mem,
             rx: rx.ok_or_else(|| missing(RX_QUEUE))?,
             tx: tx.ok_or_else(|| missing(TX_QUEUE))?,
             interrupt: ctx.interrupt,
@@ -169,7 +169,7 @@ impl<M: GuestMemory> NetHandler<M> {
     }
 }
 
-impl<M: GuestMemory + Send + Sync> DeviceHandler for NetHandler<M> {
+impl<M: GuestMemory + Clone + Send> DeviceHandler for NetHandler<M> {
     fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![0; 3];
         fds[RX_KICK_EVENT] = self.rx.kick.as_raw_fd();
@@ -183,7 +183,16 @@ impl<M: GuestMemory + Send + Sync> DeviceHandler for NetHandler<M> {
             RX_KICK_EVENT => {
                 // Level-triggered: consume the kick or it fires again. WouldBlock is fine.
                 let _ = self.rx.kick.read();
+                let was_paused = self.rx_paused();
                 self.watch_tap();
+                if was_paused && !self.rx_paused() {
+                    // Pausing asked for refill kicks; while frames flow we do not need them
+                    // (a no-op with EVENT_IDX, where avail_event already limits them).
+                    let mem = self.mem.clone();
+                    if let Err(e) = self.rx.queue.disable_notification(&mem) {
+                        self.queue_error(RX_QUEUE, e);
+                    }
+                }
                 self.process_rx();
             }
             TX_KICK_EVENT => {
