@@ -3,6 +3,7 @@
 pub mod accel;
 mod device;
 mod interrupt;
+pub mod mmio;
 
 pub use device::{ActivateError, ActivatedQueue, ActivationContext, DeviceHandler, VirtioDevice};
 pub use interrupt::{InterruptKind, VirtioInterrupt};

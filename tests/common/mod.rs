@@ -1,0 +1,425 @@
+//! Harness for the KVM integration tests: runs a shell scenario where a real KVM is — directly when
+//! this machine has usable hardware virtualization, otherwise inside the nested test host
+//! (`images/testhost`, QEMU TCG with emulated SVM). `ACCELVM_TEST_MODE=direct|testhost` forces one.
+//! Scenarios see `ACCELVM_GUEST_KERNEL`, `ACCELVM_GUEST_VMLINUX`, `ACCELVM_GUEST_INITRD` and the
+//! release `accelvm` on PATH, and every process a scenario starts is killed when it ends or times out.
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+mod output;
+
+pub use output::{ScenarioOutput, base64};
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Kernel command line argument that makes the guest init run `cmd` with `sh -c` and print
+/// `ACCELVM_EXIT=<status>` (images/guest/init).
+pub fn guest_cmd_arg(cmd: &str) -> String {
+    format!("accelvm.cmd={}", base64(cmd.as_bytes()))
+}
+
+/// Shell function for scenarios: `qemu_microvm_guest 'KERNEL ARGS' [QEMU ARGS...]` boots the guest
+/// image with QEMU's own microvm machine under KVM (the reference to compare accelvm with), console
+/// on stdout, and returns QEMU's status. Paste it at the top of a scenario script.
+pub const QEMU_MICROVM_GUEST_FN: &str = r#"
+qemu_microvm_guest() {
+    _append="$1"
+    shift
+    qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
+        -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
+        -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
+        -append "console=ttyS0 quiet panic=-1 $_append" "$@"
+}
+"#;
+
+/// Where a scenario runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// On this machine: it has VT-x/AMD-V and a /dev/kvm that runs unmodified kernels.
+    Direct,
+    /// Inside `images/testhost`.
+    Testhost,
+}
+
+/// Bounds and sizes for one scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioOptions {
+    /// Kill the scenario (and fail the test) after this long, boot of the test host included.
+    pub timeout: Duration,
+    /// Test host memory in MiB (testhost mode only).
+    pub testhost_mem_mib: u32,
+    /// Test host vCPUs (testhost mode only).
+    pub testhost_cpus: u32,
+}
+
+impl Default for ScenarioOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(900),
+            testhost_mem_mib: 3072,
+            testhost_cpus: 2,
+        }
+    }
+}
+
+/// Environment variable that forces a mode.
+pub const MODE_ENV: &str = "ACCELVM_TEST_MODE";
+
+/// Test hosts are big TCG guests: running two at once on a small machine only makes both slower
+/// (and risks their boot timeouts), so the scenarios of one test binary take turns.
+static TESTHOST_TURN: Mutex<()> = Mutex::new(());
+
+/// Root of the repository (the suite package's manifest dir).
+pub fn repo_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `images/out`, where images/build.sh puts the guest and test host images.
+pub fn images_dir() -> PathBuf {
+    repo_dir().join("images").join("out")
+}
+
+/// The guest kernel version recorded by images/build.sh.
+pub fn guest_kernel_version() -> String {
+    let path = images_dir().join("kernel-version");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; build the images with images/build.sh",
+                path.display()
+            )
+        })
+        .trim()
+        .to_string()
+}
+
+/// Folder holding the project binaries of the profile this test was built with
+/// (target/release for `cargo test --release`): the test executable lives in its `deps/`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("cannot locate the test executable");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("test executable is not under target/<profile>/deps")
+}
+
+/// Whether this machine's /dev/kvm can run an unmodified Linux guest: the CPU advertises VT-x or
+/// AMD-V, /dev/kvm opens, and it is not the software-only PVM flavour (kvm_pvm).
+pub fn hardware_kvm_usable() -> bool {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let has_virt = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    let kvm_opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
+    let pvm = Path::new("/sys/module/kvm_pvm").exists();
+    has_virt && kvm_opens && !pvm
+}
+
+/// The mode scenarios run in: `ACCELVM_TEST_MODE` if set, else direct when hardware KVM is usable,
+/// else the test host. Panics (the test fails, never skips) when the chosen mode cannot work.
+pub fn mode() -> Mode {
+    let mode = match std::env::var(MODE_ENV) {
+        Ok(v) if v == "direct" => Mode::Direct,
+        Ok(v) if v == "testhost" => Mode::Testhost,
+        Ok(v) => panic!("{MODE_ENV}={v:?}: expected \"direct\" or \"testhost\""),
+        Err(_) if hardware_kvm_usable() => Mode::Direct,
+        Err(_) => Mode::Testhost,
+    };
+    for image in ["vmlinuz", "vmlinux", "initrd.img"] {
+        let path = images_dir().join(image);
+        assert!(
+            path.is_file(),
+            "{} missing: build the images with images/build.sh (or run ./test.sh)",
+            path.display()
+        );
+    }
+    match mode {
+        Mode::Direct => assert!(
+            hardware_kvm_usable(),
+            "direct mode needs VT-x/AMD-V and a usable, non-PVM /dev/kvm; this machine has none \
+             (unset {MODE_ENV} to use the test host)"
+        ),
+        Mode::Testhost => {
+            assert!(
+                images_dir().join("testhost-initrd.img").is_file(),
+                "images/out/testhost-initrd.img missing: build the images with images/build.sh"
+            );
+            assert!(
+                which("qemu-system-x86_64").is_some(),
+                "the test host needs qemu-system-x86_64 (apt-get install qemu-system-x86, or ./test.sh)"
+            );
+        }
+    }
+    mode
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Runs `script` with `sh` where a real KVM is, with default options. See [`run_scenario_with`].
+pub fn run_scenario(script: &str) -> ScenarioOutput {
+    run_scenario_with(script, &ScenarioOptions::default())
+}
+
+/// Runs `script` with `sh` in the mode from [`mode`] and returns its output and status. Panics with
+/// the output so far on timeout, and when the test host failed (no `TESTHOST_EXIT` line).
+pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
+    let mode = mode();
+    check_accelvm_fresh(script);
+    match mode {
+        Mode::Direct => run_direct(script, opts),
+        Mode::Testhost => {
+            // A panicking scenario poisons the lock; the next one may still run.
+            let _turn = TESTHOST_TURN.lock().unwrap_or_else(|e| e.into_inner());
+            run_testhost(script, opts)
+        }
+    }
+}
+
+/// A scenario that calls `accelvm` must get the binary built from the current sources: a stale one
+/// would make the test pass or fail for the wrong code.
+fn check_accelvm_fresh(script: &str) {
+    let uses_accelvm = script
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+        .any(|word| word == "accelvm");
+    if !uses_accelvm {
+        return;
+    }
+    let bin = bin_dir().join("accelvm");
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} missing: run `cargo build --release --workspace` before the tests (./test.sh does)",
+                bin.display()
+            )
+        });
+    let newest = ["vmm", "devices"]
+        .iter()
+        .map(|c| newest_mtime(&repo_dir().join(c)))
+        .max()
+        .flatten();
+    if let Some(newest) = newest {
+        assert!(
+            built >= newest,
+            "{} is older than the sources: run `cargo build --release --workspace` first",
+            bin.display()
+        );
+    }
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let t = if path.is_dir() {
+            newest_mtime(&path)
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "toml") {
+            entry.metadata().and_then(|m| m.modified()).ok()
+        } else {
+            None
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+fn run_direct(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
+    let workdir = TempDir::new();
+    let images = images_dir();
+    let path = match std::env::var_os("PATH") {
+        Some(p) => {
+            let mut dirs = vec![bin_dir()];
+            dirs.extend(std::env::split_paths(&p));
+            std::env::join_paths(dirs).expect("PATH entry with a colon")
+        }
+        None => bin_dir().into_os_string(),
+    };
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec 2>&1\n{script}"))
+        .current_dir(&workdir.0)
+        .env("PATH", path)
+        .env("ACCELVM_GUEST_KERNEL", images.join("vmlinuz"))
+        .env("ACCELVM_GUEST_VMLINUX", images.join("vmlinux"))
+        .env("ACCELVM_GUEST_INITRD", images.join("initrd.img"));
+    let (stdout, status) = run_bounded(cmd, opts.timeout);
+    ScenarioOutput { stdout, status }
+}
+
+fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
+    let timeout = opts.timeout.as_secs().max(1);
+    let mut cmd = Command::new(repo_dir().join("images").join("testhost"));
+    cmd.arg("--mem")
+        .arg(opts.testhost_mem_mib.to_string())
+        .arg("--cpus")
+        .arg(opts.testhost_cpus.to_string())
+        .arg("--timeout")
+        .arg(timeout.to_string())
+        .arg("--")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("exec 2>&1\n{script}"))
+        .env("ACCELVM_BIN_DIR", bin_dir());
+    // images/testhost enforces the timeout itself; this bound (a little later) is the backstop.
+    let (stdout, testhost_status) = run_bounded(cmd, opts.timeout + Duration::from_secs(30));
+    let status = stdout
+        .lines()
+        .filter_map(|l| l.trim_end().strip_prefix("TESTHOST_EXIT="))
+        .next_back()
+        .and_then(|s| s.parse::<i32>().ok());
+    match status {
+        Some(status) => ScenarioOutput { stdout, status },
+        None => panic!(
+            "the test host failed before the scenario finished (images/testhost exit status \
+             {testhost_status})\n{}",
+            ScenarioOutput {
+                stdout,
+                status: testhost_status
+            }
+            .dump()
+        ),
+    }
+}
+
+/// Kills the whole process group of a spawned scenario when dropped, so nothing (QEMU, a VMM, a
+/// guest) outlives the test, whether it passed, failed, panicked or timed out.
+struct GroupGuard {
+    child: Child,
+    killed: bool,
+}
+
+impl GroupGuard {
+    fn kill_group(&mut self) {
+        if self.killed {
+            return;
+        }
+        self.killed = true;
+        // TERM first so images/testhost runs its cleanup (stops QEMU, removes its temp files).
+        self.signal_group(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        self.signal_group(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    fn signal_group(&self, signal: libc::c_int) {
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: killpg only sends a signal; pgid is the group created for this child with
+        // process_group(0), so it cannot hit processes outside the scenario.
+        unsafe { libc::killpg(pgid, signal) };
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// Runs `cmd` in its own process group with stdout (and stderr, which scripts redirect to it)
+/// collected; echoes each line to the test's stderr (shown on failure, or with --nocapture).
+/// Returns the output and exit status; panics with the output on timeout.
+fn run_bounded(mut cmd: Command, timeout: Duration) -> (String, i32) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
+    let mut guard = GroupGuard {
+        child,
+        killed: false,
+    };
+    let stdout = guard.child.stdout.take().expect("stdout is piped");
+    let stderr = guard.child.stderr.take().expect("stderr is piped");
+    let out_reader = thread::spawn(move || collect_lines(stdout));
+    let err_reader = thread::spawn(move || collect_lines(stderr));
+
+    let start = Instant::now();
+    let status = loop {
+        match guard.child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() >= timeout => {
+                guard.kill_group();
+                let out = out_reader.join().unwrap_or_default();
+                panic!(
+                    "scenario timed out after {} s; killed it\n{}",
+                    timeout.as_secs(),
+                    ScenarioOutput {
+                        stdout: out,
+                        status: -1
+                    }
+                    .dump()
+                );
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(100)),
+            Err(e) => panic!("waiting for the scenario failed: {e}"),
+        }
+    };
+    // The script is done; kill whatever it left behind, which also closes the pipes for the readers.
+    drop(guard);
+    let mut out = out_reader.join().unwrap_or_default();
+    let err = err_reader.join().unwrap_or_default();
+    if !err.is_empty() {
+        // images/testhost's own notes (retries, errors) come on stderr.
+        out.push_str(&err);
+    }
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    (out, code)
+}
+
+fn collect_lines(stream: impl Read) -> String {
+    let mut out = String::new();
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        let text = String::from_utf8_lossy(&line).replace('\r', "");
+        eprint!("{text}");
+        out.push_str(&text);
+        line.clear();
+    }
+    out
+}
+
+/// A scratch folder for a direct-mode scenario, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("accelvm-scenario-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
