@@ -10,6 +10,8 @@ mod device;
 pub mod esp_adapter;
 mod handler;
 pub mod metrics;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod mock_driver;
 pub mod protocol;
 pub mod request;
 pub mod session;
