@@ -4,17 +4,17 @@
 //! engine security association and maps its errors onto wire statuses and per-SA counters.
 //! Keeping this seam in one file keeps the engine a pure module with no virtio knowledge.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::esp::{self, Direction, EspError, Mode, SaConfig, SecurityAssociation};
 use super::protocol::{
-    SA_DIR_INBOUND, SA_DIR_OUTBOUND, SA_FAMILY_IPV4, SA_FAMILY_IPV6, SA_MODE_TRANSPORT,
-    SA_MODE_TUNNEL, SaPara, SaStats, Status,
+    IPSEC_ESP_AES_GCM, SA_DIR_INBOUND, SA_DIR_OUTBOUND, SA_FAMILY_IPV4, SA_FAMILY_IPV6,
+    SA_MODE_TRANSPORT, SA_MODE_TUNNEL, SaPara, SaStats, Status,
 };
 use zeroize::Zeroize;
 
-/// Transforms the engine implements (bitmap of `IPSEC_*`); 0 until the engine is merged.
-pub const SUPPORTED_TRANSFORMS: u32 = 0;
-
-/// Largest anti-replay window the wire protocol accepts.
-pub const MAX_REPLAY_WINDOW: u32 = 1024;
+/// Transforms the engine implements (bitmap of `IPSEC_*`).
+pub const SUPPORTED_TRANSFORMS: u32 = 1 << IPSEC_ESP_AES_GCM;
 
 /// ADD_SA parameters after wire validation.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ pub fn sa_params(p: &SaPara) -> Result<SaParams, Status> {
         _ => return Err(Status::BadMsg),
     };
     let replay_window = p.replay_window.to_native();
-    if replay_window > MAX_REPLAY_WINDOW {
+    if inbound && !(esp::MIN_REPLAY_WINDOW..=esp::MAX_REPLAY_WINDOW).contains(&replay_window) {
         return Err(Status::NotSupp);
     }
     let mut keymat = Vec::with_capacity(key_len + 4);
@@ -81,10 +81,45 @@ pub fn sa_params(p: &SaPara) -> Result<SaParams, Status> {
     })
 }
 
+/// Maps an engine error onto the wire status.
+pub fn status_of(e: &EspError) -> Status {
+    match e {
+        EspError::InvalidKeyLength(_)
+        | EspError::InvalidIcvLength(_)
+        | EspError::InvalidReplayWindow(_)
+        | EspError::InvalidInitialSeq(_) => Status::NotSupp,
+        EspError::InvalidSpi(_) | EspError::AddressFamilyMismatch | EspError::WrongDirection => {
+            Status::BadMsg
+        }
+        EspError::Malformed(_)
+        | EspError::UnsupportedPacket(_)
+        | EspError::WrongSpi { .. }
+        | EspError::AddressMismatch
+        | EspError::BadPadding => Status::DataError,
+        EspError::Replay(_) => Status::Replay,
+        EspError::IcvMismatch => Status::AuthFailed,
+        EspError::SeqOverflow => Status::SaExpired,
+        // A verified dummy packet is success with nothing to deliver; handled by the caller.
+        EspError::DummyPacket => Status::Ok,
+        EspError::NoEntropy | EspError::Crypto => Status::Err,
+    }
+}
+
+fn addr(bytes: &[u8]) -> IpAddr {
+    match bytes.len() {
+        4 => IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])),
+        _ => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&bytes[..16]);
+            IpAddr::V6(Ipv6Addr::from(a))
+        }
+    }
+}
+
 /// One security association as the device holds it.
 pub struct EspSa {
-    params: SaParams,
-    stats: SaStats,
+    sa: SecurityAssociation,
+    inbound: bool,
 }
 
 impl std::fmt::Debug for EspSa {
@@ -92,31 +127,78 @@ impl std::fmt::Debug for EspSa {
         write!(
             f,
             "EspSa(spi {:#x}, inbound {})",
-            self.params.spi, self.params.inbound
+            self.sa.spi(),
+            self.inbound
         )
     }
 }
 
 impl EspSa {
-    /// Creates the engine SA; NOTSUPP while no engine is linked in.
+    /// Creates the engine SA.
     pub fn new(params: SaParams) -> Result<Self, Status> {
-        let _ = &params;
-        Err(Status::NotSupp)
+        let cfg = SaConfig {
+            spi: params.spi,
+            direction: if params.inbound {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            },
+            mode: match &params.tunnel {
+                Some((src, dst)) => Mode::Tunnel {
+                    src: addr(src),
+                    dst: addr(dst),
+                },
+                None => Mode::Transport,
+            },
+            key: params.keymat.clone(),
+            icv_len: params.icv_len,
+            replay_window: params.replay_window,
+        };
+        let sa = SecurityAssociation::new(cfg).map_err(|e| status_of(&e))?;
+        Ok(EspSa {
+            sa,
+            inbound: params.inbound,
+        })
     }
 
     /// True for inbound SAs.
     pub fn inbound(&self) -> bool {
-        self.params.inbound
+        self.inbound
     }
 
-    /// Encapsulates (`encap`) or decapsulates `input` into `out`.
+    /// Encapsulates (`encap`) or decapsulates `input` into `out`. A verified dummy packet
+    /// decapsulates to OK with an empty output (RFC 4303 §2.6: discard it).
     pub fn process(&mut self, encap: bool, input: &[u8], out: &mut Vec<u8>) -> Result<(), Status> {
-        let _ = (encap, input, out);
-        Err(Status::NotSupp)
+        let r = if encap {
+            self.sa.encapsulate(input, out)
+        } else {
+            self.sa.decapsulate(input, out)
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(EspError::DummyPacket) => {
+                out.clear();
+                Ok(())
+            }
+            Err(e) => Err(status_of(&e)),
+        }
     }
 
     /// The SA's counters in wire form.
     pub fn stats(&self) -> SaStats {
-        self.stats
+        let c = self.sa.counters();
+        let last_seq = if self.inbound {
+            self.sa.sequence()
+        } else {
+            self.sa.sequence().saturating_sub(1)
+        };
+        SaStats {
+            packets: (c.packets_in + c.packets_out).into(),
+            bytes: (c.bytes_in + c.bytes_out).into(),
+            auth_failures: c.icv_failures.into(),
+            replay_drops: c.replay_drops.into(),
+            malformed: c.malformed_drops.into(),
+            last_seq: last_seq.into(),
+        }
     }
 }

@@ -54,6 +54,8 @@ counters! {
     no_space,
     /// Requests answered DATA_ERROR.
     data_error,
+    /// Requests answered SA_EXPIRED.
+    sa_expired,
     /// Requests answered ERR.
     device_error,
     /// Guest memory writes that failed at completion time.
@@ -84,6 +86,7 @@ impl AccelMetrics {
             Status::Replay => &self.replay,
             Status::NoSpc => &self.no_space,
             Status::DataError => &self.data_error,
+            Status::SaExpired => &self.sa_expired,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }

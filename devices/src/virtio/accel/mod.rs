@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod chain;
 mod device;
+pub mod esp;
 pub mod esp_adapter;
 mod handler;
 pub mod metrics;

@@ -111,6 +111,8 @@ pub enum Status {
     NoSpc = 9,
     /// Input data invalid (corrupt compressed stream, malformed ESP packet).
     DataError = 10,
+    /// The outbound SA's sequence numbers are exhausted; replace the SA.
+    SaExpired = 11,
 }
 
 /// `struct virtio_accel_config`.
@@ -488,6 +490,7 @@ mod tests {
             ("REPLAY", Status::Replay),
             ("NOSPC", Status::NoSpc),
             ("DATA_ERROR", Status::DataError),
+            ("SA_EXPIRED", Status::SaExpired),
         ];
         for (n, s) in statuses {
             assert_eq!(value(&format!("VIRTIO_ACCEL_S_{n}")), s as u32, "{n}");

@@ -206,8 +206,8 @@ mod tests {
     #[test]
     fn bad_lengths_and_tags() {
         assert_eq!(
-            AeadKey::new(&[0; 24]).unwrap_err(),
-            AeadError::KeyLength(24)
+            AeadKey::new(&[0; 20]).unwrap_err(),
+            AeadError::KeyLength(20)
         );
         let key = AeadKey::new(&[7; 32]).unwrap();
         let mut buf = vec![1; 10];

@@ -1,1 +1,0 @@
-//! Device-level tests.
