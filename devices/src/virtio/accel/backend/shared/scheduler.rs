@@ -20,13 +20,15 @@ pub const DEFAULT_MAX_QUEUED: u32 = 4096;
 /// Largest weight accepted.
 pub const MAX_WEIGHT: u32 = 1000;
 
-/// What happens to a request over a limit.
+/// What `max_in_flight` means (docs/virtio-accel.md §8 "Backpressure and BUSY").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LimitPolicy {
-    /// It waits in the tenant's queue until the limit allows it.
+    /// At most `max_in_flight` requests run at once; more wait in the VM's queue (which
+    /// holds `max_queued`) and are scheduled later.
     #[default]
     Wait,
-    /// It is refused at once; the device answers BUSY.
+    /// The VM's queue at the accelerator holds `max_in_flight` requests (queued + running);
+    /// a request beyond that is completed with BUSY at once.
     Busy,
 }
 
@@ -258,12 +260,11 @@ impl<T> Scheduler<T> {
         };
         let cost = cost.max(MIN_JOB_COST);
         let over_queue = t.queue.len() as u32 >= t.limits.max_queued;
+        // docs/virtio-accel.md §8: BUSY only when the VM's queue at the accelerator is full;
+        // with policy Busy, `max_in_flight` is that queue's size. Rate limits always delay.
         let over_limit = t.limits.policy == LimitPolicy::Busy
-            && ((t.limits.max_in_flight > 0 && t.in_flight() >= t.limits.max_in_flight)
-                // Busy policy: a request the buckets cannot cover now, or that would have to
-                // wait behind queued ones, is refused rather than delayed.
-                || (t.bytes.is_some() || t.ops.is_some())
-                    && (!t.queue.is_empty() || matches!(t.gate(cost, now), Gate::Throttled(_))));
+            && t.limits.max_in_flight > 0
+            && t.in_flight() >= t.limits.max_in_flight;
         if over_queue || over_limit {
             t.counters.busy += 1;
             t.counters.errors += 1;
@@ -591,7 +592,7 @@ mod tests {
     }
 
     #[test]
-    fn busy_policy_refuses_over_rate_instead_of_queueing() {
+    fn rate_limits_delay_even_with_the_busy_policy() {
         let l = TenantLimits {
             bytes: Some(BucketConfig::per_second(1000, 1000)),
             policy: LimitPolicy::Busy,
@@ -602,8 +603,9 @@ mod tests {
         s.push(1, 0, 1000, 0).unwrap();
         assert!(matches!(s.next(0), Next::Run(1, 0)));
         s.done(1, 1000, true);
-        assert_eq!(s.push(1, 1, 1000, 0), Err(Refused::Busy(1)));
-        s.push(1, 2, 1000, SEC).unwrap();
+        s.push(1, 1, 1000, 0).unwrap();
+        assert_eq!(s.next(0), Next::WaitUntil(SEC));
+        assert!(matches!(s.next(SEC), Next::Run(1, 1)));
     }
 
     #[test]
