@@ -27,13 +27,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a Linux guest. Its serial console is this terminal; `poweroff` or `reboot` in
-    /// the guest (or SIGTERM/SIGINT to accelvm) ends it.
+    /// the guest (or SIGTERM/SIGINT to accelvm) ends it. With --config, boot every VM of a
+    /// configuration file (docs/config.md), each its own KVM VM, sharing accelerators.
     Run(RunArgs),
+    /// Print the accelerator and VM counters of a running accelvm (started with
+    /// --api-socket): a table, or JSON with --json.
+    Stats(StatsArgs),
+}
+
+/// Options of `accelvm stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The socket given to `accelvm run --api-socket`.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Print the raw JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `accelvm run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run every VM and accelerator of this TOML file (docs/config.md) instead of the one
+    /// VM the other flags describe. Console lines are prefixed with `[vm-name] ` when the
+    /// file has several VMs; the exit status is the first failing VM's (docs/config.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "no_initrd", "guest_cmd", "startup_probe"])]
+    pub config: Option<PathBuf>,
+
+    /// Serve live counters on this unix socket, for `accelvm stats --socket PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+
     /// Guest kernel: a bzImage or an ELF vmlinux (PVH entry when present).
     /// [default: images/out/vmlinuz, see --initrd]
     #[arg(long, value_name = "PATH")]
@@ -105,6 +131,44 @@ fn search_up(start: &Path) -> Option<PathBuf> {
 }
 
 impl RunArgs {
+    /// The one-VM plan (named `vm0`, no accelerators) these options describe: the
+    /// single-VM flags are a shorthand for a configuration file.
+    pub fn to_plan(&self) -> Result<crate::fleet::file::Plan, CliError> {
+        let images = if self.kernel.is_none() || (self.initrd.is_none() && !self.no_initrd) {
+            find_images_dir()
+        } else {
+            None
+        };
+        let kernel = match &self.kernel {
+            Some(k) => k.clone(),
+            None => images.as_ref().ok_or(CliError::NoImages)?.join("vmlinuz"),
+        };
+        let initrd = if self.no_initrd {
+            PathBuf::new()
+        } else {
+            match &self.initrd {
+                Some(i) => i.clone(),
+                None => images
+                    .as_ref()
+                    .ok_or(CliError::NoImages)?
+                    .join("initrd.img"),
+            }
+        };
+        Ok(crate::fleet::file::Plan {
+            accelerators: Vec::new(),
+            vms: vec![crate::fleet::file::VmPlan {
+                name: "vm0".into(),
+                kernel: Some(kernel),
+                initrd: Some(initrd),
+                cmdline: Some(self.cmdline.clone()),
+                vcpus: self.cpus,
+                memory: Some(self.memory),
+                guest_cmd: self.guest_cmd.clone(),
+                accels: Vec::new(),
+            }],
+        })
+    }
+
     /// The VM configuration these options describe.
     pub fn into_config(self) -> Result<VmConfig, CliError> {
         let images = if self.kernel.is_none() || (self.initrd.is_none() && !self.no_initrd) {

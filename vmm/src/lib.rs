@@ -21,6 +21,7 @@ pub mod console;
 pub mod device_manager;
 pub mod event_loop;
 pub mod exit;
+pub mod fleet;
 pub mod kvm;
 pub mod memory;
 pub mod power;
