@@ -2,6 +2,7 @@
 
 mod device;
 mod interrupt;
+pub mod mmio;
 
 pub use device::{ActivateError, ActivatedQueue, ActivationContext, DeviceHandler, VirtioDevice};
 pub use interrupt::{InterruptKind, VirtioInterrupt};
