@@ -38,7 +38,7 @@ pub const MOCK_MAX_DATA: usize = 64 << 10;
 /// Bytes reserved per request slot: readable part, then writable part.
 const SLOT_BYTES: u64 = 2 * (MOCK_MAX_DATA as u64 + 4096);
 /// Queue size used by the mock.
-pub const MOCK_QUEUE_SIZE: u16 = 64;
+pub const MOCK_QUEUE_SIZE: u16 = 256;
 /// Data queue the mock uses (the first crypto queue).
 const DATA_QUEUE: u16 = 1;
 const VRING_DESC_F_NEXT: u16 = 1;
