@@ -129,13 +129,12 @@ impl LinePrefix {
 
 impl Write for LinePrefix {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let Some(prefix) = &self.prefix else {
+        let Some(prefix) = self.prefix.take() else {
             let mut out = io::stdout().lock();
             out.write_all(buf)?;
             out.flush()?;
             return Ok(buf.len());
         };
-        let prefix = prefix.clone();
         for &b in buf {
             if self.line.is_empty() {
                 self.line.extend_from_slice(&prefix);
@@ -145,10 +144,12 @@ impl Write for LinePrefix {
                 self.flush_line();
             }
         }
+        self.prefix = Some(prefix);
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        // Whole lines only: a partial line waits for its newline (or the size bound).
         Ok(())
     }
 }
