@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use accelvm_devices::virtio::accel::backend::shared::{
     SharedAccelerator, SharedConfig, TenantConfig, TenantLimits,
 };
-use accelvm_devices::virtio::accel::mock_driver::MockAccelDriver;
+use accelvm_devices::virtio::accel::mock_vm::MockAccelDriver;
 use accelvm_devices::virtio::accel::protocol::Status;
 use accelvm_devices::virtio::accel::{Accel, AccelConfig, Accelerator, SoftwareAccelerator};
 

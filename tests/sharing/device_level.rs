@@ -15,7 +15,7 @@ use accelvm_devices::virtio::accel::backend::aead::AeadKey;
 use accelvm_devices::virtio::accel::backend::shared::{
     BucketConfig, SharedAccelerator, SharedConfig, TenantConfig, TenantLimits,
 };
-use accelvm_devices::virtio::accel::mock_driver::MockAccelDriver;
+use accelvm_devices::virtio::accel::mock_vm::MockAccelDriver;
 use accelvm_devices::virtio::accel::protocol::Status;
 use accelvm_devices::virtio::accel::{Accel, AccelConfig, SoftwareAccelerator};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::*;
 use crate::virtio::accel::backend::aead::AeadKey;
 use crate::virtio::accel::backend::{JobOp, SoftwareAccelerator};
-use crate::virtio::accel::mock_driver::MockAccelDriver;
+use crate::virtio::accel::mock_vm::MockAccelDriver;
 use crate::virtio::accel::protocol::{COMP_LZ4, CRYPTO_AES_GCM};
 use crate::virtio::accel::{Accel, AccelConfig};
 
