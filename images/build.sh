@@ -5,6 +5,8 @@
 #   images/out/kernel-version      e.g. 6.1.0-56-cloud-amd64
 #   images/out/initrd.img          guest initramfs (busybox, virtio + crypto modules, accelvm init)
 #   images/out/testhost-initrd.img test host initramfs (kvm modules, QEMU, iproute2, guest image)
+#   images/out/kernel-build        link to extracted headers for out-of-tree modules (guest driver):
+#                                  make -C images/out/kernel-build M=$PWD modules
 # Idempotent: the kernel package is cached under images/cache/, and each initramfs is rebuilt only
 # when a stamp over its inputs changes. Nothing is installed on the system.
 set -euo pipefail
@@ -19,6 +21,9 @@ META_PKG="linux-image-cloud-amd64"
 GUEST_BOOT_MODULES=(virtio_mmio virtio_pci virtio_net)
 GUEST_CRYPTO_MODULES=(cryptd crypto_simd aesni_intel ghash_clmulni_intel gf128mul ghash_generic gcm ctr
     af_alg algif_skcipher algif_aead algif_hash seqiv echainiv authenc)
+# IPsec in the guest (loaded on demand through modules.alias when `ip xfrm` needs them).
+GUEST_NET_MODULES=(xfrm_user xfrm_algo esp4 esp6 esp4_offload esp6_offload xfrm4_tunnel xfrm6_tunnel
+    tunnel4 tunnel6)
 # Test host: the guest set plus KVM and the networking/IPsec pieces later tests need.
 TESTHOST_MODULES=(irqbypass kvm kvm_amd kvm_intel tun bridge veth xfrm_user xfrm_algo xfrm_interface
     esp4 esp6 esp4_offload esp6_offload xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 ipv6 af_key
@@ -56,6 +61,9 @@ need_tools() {
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     [[ ${#missing[@]} -eq 0 ]] || die "missing tools: ${missing[*]} (run ./test.sh or install kmod lz4 cpio busybox-static)"
+    IP_BIN=/usr/sbin/ip
+    [[ -x "$IP_BIN" ]] || IP_BIN=/sbin/ip
+    [[ -x "$IP_BIN" ]] || die "iproute2's ip not found (apt-get install iproute2)"
     # The initramfs copies busybox alone: it must be busybox-static, not the dynamic busybox package.
     if ldd "$(command -v busybox)" >/dev/null 2>&1; then
         die "$(command -v busybox) is dynamically linked: install busybox-static"
@@ -82,7 +90,7 @@ fetch_kernel() {
     KVER=${pkg#linux-image-}
     KROOT="$CACHE/kernel-$KVER/root"
     mkdir -p "$CACHE/debs"
-    deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+    deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | LC_ALL=C sort | tail -n1)
     if [[ -z "$deb" ]]; then
         log "downloading $pkg"
         (cd "$CACHE/debs" && apt-get download -q "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
@@ -90,6 +98,7 @@ fetch_kernel() {
         deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
         [[ -n "$deb" ]] || die "apt-get download $pkg failed"
     fi
+    KDEB="$deb"
     if [[ ! -f "$CACHE/kernel-$KVER/.extracted" ]]; then
         log "extracting $(basename "$deb")"
         rm -rf "$CACHE/kernel-$KVER"
@@ -100,6 +109,37 @@ fetch_kernel() {
         touch "$CACHE/kernel-$KVER/.extracted"
     fi
     log "kernel $KVER"
+}
+
+# Extracts the headers, common headers and kbuild packages of KVER into one folder (cached) and
+# links images/out/kernel-build to it, so guest modules build with `make -C ... M=...`.
+fetch_kernel_headers() {
+    local hroot="$CACHE/headers-$KVER/root" version pkgs p deb kdir
+    kdir="$hroot/usr/src/linux-headers-$KVER"
+    if [[ ! -f "$CACHE/headers-$KVER/.extracted" ]]; then
+        version=$(dpkg-deb -f "$KDEB" Version)
+        mapfile -t pkgs < <(apt-cache depends "linux-headers-$KVER" |
+            awk '/Depends: linux-(headers|kbuild)-/ { print $2 }')
+        pkgs=("linux-headers-$KVER" "${pkgs[@]}")
+        [[ ${#pkgs[@]} -ge 3 ]] || die "cannot resolve the headers packages of $KVER"
+        rm -rf "$CACHE/headers-$KVER"
+        mkdir -p "$hroot"
+        for p in "${pkgs[@]}"; do
+            deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${version}_*.deb" | head -n1)
+            if [[ -z "$deb" ]]; then
+                log "downloading $p=$version"
+                (cd "$CACHE/debs" && apt-get download -q "$p=$version" 2>&1 |
+                    grep -v '^W: Download is performed unsandboxed' >&2) || true
+                deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${version}_*.deb" | head -n1)
+                [[ -n "$deb" ]] || die "apt-get download $p=$version failed"
+            fi
+            dpkg-deb -x "$deb" "$hroot"
+        done
+        # The flavour's Makefile includes the -common one by its installed /usr/src path.
+        sed -i "s|^include /usr/src/|include $hroot/usr/src/|" "$kdir/Makefile"
+        touch "$CACHE/headers-$KVER/.extracted"
+    fi
+    ln -sfn "$kdir" "$OUT/kernel-build"
 }
 
 # Unpacks the ELF vmlinux from the bzImage's LZ4 payload (the extract-vmlinux approach: find the
@@ -256,6 +296,8 @@ add_guest_extras() {
             log "note: $t not installed on the build machine; guest image ships without it"
         fi
     done
+    # iproute2's ip for `ip xfrm` (busybox's applet lacks it) at /usr/sbin/ip; see build_testhost_initrd.
+    copy_with_libs "$IP_BIN" "$root" /usr/sbin/ip
     # Free-form overlay: images/guest-extra/ is copied over the root as is (e.g. etc/accelvm/modules
     # lists extra modules for init to load; usr/bin/ tools).
     if [[ -d "$IMAGES_DIR/guest-extra" ]]; then
@@ -284,7 +326,7 @@ build_guest_initrd() {
     if [[ -d "$REPO_DIR/guest-drivers" ]]; then
         mapfile -t gd_kos < <(find "$REPO_DIR/guest-drivers" -name '*.ko' | LC_ALL=C sort)
     fi
-    stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" \
+    stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" "$IP_BIN" \
         "$(command -v iperf3 || true)" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
     if [[ -f "$OUT/initrd.img" && "$(cat "$CACHE/guest.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "guest initrd up to date"
@@ -293,19 +335,16 @@ build_guest_initrd() {
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/guest/init" "$root/init"
     add_guest_extras "$root"
-    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}"
+    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}"
     make_cpio "$root" "$OUT/initrd.img"
     printf '%s\n' "$stamp" >"$CACHE/guest.stamp"
     log "guest initrd: $(du -h "$OUT/initrd.img" | cut -f1)"
 }
 
 build_testhost_initrd() {
-    local root="$CACHE/testhost-root" stamp qemu ip_bin f
+    local root="$CACHE/testhost-root" stamp qemu f
     qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
-    ip_bin=/usr/sbin/ip
-    [[ -x "$ip_bin" ]] || ip_bin=/sbin/ip
-    [[ -x "$ip_bin" ]] || die "iproute2 ip not found (apt-get install iproute2)"
-    stamp=$(inputs_stamp "$IMAGES_DIR/testhost-init" "$qemu" "$ip_bin" "$OUT/initrd.img" "$OUT/vmlinuz" \
+    stamp=$(inputs_stamp "$IMAGES_DIR/testhost-init" "$qemu" "$IP_BIN" "$OUT/initrd.img" "$OUT/vmlinuz" \
         "$OUT/vmlinux" "$(command -v busybox)")
     if [[ -f "$OUT/testhost-initrd.img" && "$(cat "$CACHE/testhost.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "test host initrd up to date"
@@ -313,7 +352,8 @@ build_testhost_initrd() {
     fi
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/testhost-init/init" "$root/init"
-    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${TESTHOST_MODULES[@]}"
+    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}" \
+        "${TESTHOST_MODULES[@]}"
     copy_with_libs "$qemu" "$root" /usr/bin/qemu-system-x86_64
     # TCG accel module lets QEMU fall back to emulation inside the test host if ever needed.
     f=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
@@ -327,7 +367,7 @@ build_testhost_initrd() {
     done
     # iproute2's ip (for ip xfrm; busybox ip lacks it) at /usr/sbin/ip; busybox's applet stays at
     # /sbin/ip, and busybox sh runs its applet for a bare `ip`: scripts call /usr/sbin/ip by full path.
-    copy_with_libs "$ip_bin" "$root" /usr/sbin/ip
+    copy_with_libs "$IP_BIN" "$root" /usr/sbin/ip
     command -v iperf3 >/dev/null 2>&1 && copy_with_libs "$(command -v iperf3)" "$root" /usr/bin/iperf3
     mkdir -p "$root/guest" "$root/opt/accelvm/bin" "$root/testhost"
     for f in vmlinuz vmlinux initrd.img kernel-version; do
@@ -345,6 +385,7 @@ main() {
     mkdir -p "$CACHE" "$OUT"
     timed "kernel package" fetch_kernel
     install_kernel_outputs
+    timed "kernel headers" fetch_kernel_headers
     timed "guest driver" build_guest_driver
     timed "accel-tool" build_accel_tool
     timed "guest initrd" build_guest_initrd

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use accelvm_devices::virtio::rng::Rng;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
@@ -91,6 +92,10 @@ pub struct RunArgs {
     /// off, and exit with the command's exit status.
     #[arg(long, value_name = "SH_COMMAND")]
     pub guest_cmd: Option<String>,
+
+    /// Attach a virtio-rng (entropy) device on virtio-mmio, fed by the host's getrandom(2).
+    #[arg(long)]
+    pub rng: bool,
 
     /// KVM device node (for tests that simulate a missing or unusable /dev/kvm).
     #[arg(long, value_name = "PATH", env = KVM_DEVICE_ENV, default_value = DEFAULT_KVM_DEVICE, hide = true)]
@@ -202,6 +207,9 @@ impl RunArgs {
         config.kvm_device = self.kvm_device;
         config.startup_probe = self.startup_probe;
         config.stdin_to_guest = true;
+        if self.rng {
+            config.devices.push(Box::new(Rng::new()));
+        }
         Ok(config)
     }
 }

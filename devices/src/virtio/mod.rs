@@ -4,6 +4,7 @@ pub mod accel;
 mod device;
 mod interrupt;
 pub mod mmio;
+pub mod rng;
 
 pub use device::{ActivateError, ActivatedQueue, ActivationContext, DeviceHandler, VirtioDevice};
 pub use interrupt::{InterruptKind, VirtioInterrupt};

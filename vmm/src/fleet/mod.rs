@@ -6,7 +6,6 @@
 //! live counters on a unix socket ([`api`]).
 
 pub mod api;
-pub mod device;
 pub mod file;
 pub mod stats;
 
@@ -26,7 +25,6 @@ use crate::config::{ConfigError, DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::exit::{ExitReason, ExitSignal};
 use crate::signals::BlockedStopSignals;
 use crate::{VmOutcome, Vmm, VmmError};
-use device::AccelDevice;
 use file::Plan;
 
 /// Why a fleet could not start.
@@ -182,7 +180,7 @@ impl Fleet {
                 let dev =
                     Accel::new(handle, cfg).map_err(|e| FleetError::Device(v.name.clone(), e))?;
                 devices.push((acc.name().to_string(), dev.metrics()));
-                c.devices.push(Box::new(AccelDevice(dev)));
+                c.devices.push(Box::new(dev));
             }
             entries.push(VmEntry {
                 name: v.name.clone(),
