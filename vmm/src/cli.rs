@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::accel_device::{AccelDevice, AccelDeviceError};
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::kvm::DEFAULT_KVM_DEVICE;
 
@@ -74,6 +75,11 @@ pub struct RunArgs {
     /// KVM_RUN and stop there (start-up cost benchmark).
     #[arg(long, hide = true)]
     pub startup_probe: bool,
+
+    /// Attach a virtio-accel device (crypto AES-GCM, compression deflate/LZ4, IPsec ESP) backed
+    /// by the software accelerator, with all services on.
+    #[arg(long)]
+    pub accel: bool,
 }
 
 /// Errors resolving the default images.
@@ -85,6 +91,9 @@ pub enum CliError {
          images/build.sh in the repository, or pass --kernel/--initrd)"
     )]
     NoImages,
+    /// `--accel` could not create its device.
+    #[error(transparent)]
+    Accel(#[from] AccelDeviceError),
 }
 
 /// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
@@ -138,6 +147,9 @@ impl RunArgs {
         config.kvm_device = self.kvm_device;
         config.startup_probe = self.startup_probe;
         config.stdin_to_guest = true;
+        if self.accel {
+            config.devices.push(Box::new(AccelDevice::new()?));
+        }
         Ok(config)
     }
 }
