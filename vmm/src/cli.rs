@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use accelvm_devices::virtio::rng::Rng;
 use clap::{Args, Parser, Subcommand};
 
+use crate::accel_device::{AccelDevice, AccelDeviceError};
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::kvm::DEFAULT_KVM_DEVICE;
 
@@ -105,6 +106,11 @@ pub struct RunArgs {
     /// KVM_RUN and stop there (start-up cost benchmark).
     #[arg(long, hide = true)]
     pub startup_probe: bool,
+
+    /// Attach a virtio-accel device (crypto AES-GCM, compression deflate/LZ4, IPsec ESP) backed
+    /// by the software accelerator, with all services on.
+    #[arg(long)]
+    pub accel: bool,
 }
 
 /// Errors resolving the default images.
@@ -116,6 +122,9 @@ pub enum CliError {
          images/build.sh in the repository, or pass --kernel/--initrd)"
     )]
     NoImages,
+    /// `--accel` could not create its device.
+    #[error(transparent)]
+    Accel(#[from] AccelDeviceError),
 }
 
 /// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
@@ -136,44 +145,6 @@ fn search_up(start: &Path) -> Option<PathBuf> {
 }
 
 impl RunArgs {
-    /// The one-VM plan (named `vm0`, no accelerators) these options describe: the
-    /// single-VM flags are a shorthand for a configuration file.
-    pub fn to_plan(&self) -> Result<crate::fleet::file::Plan, CliError> {
-        let images = if self.kernel.is_none() || (self.initrd.is_none() && !self.no_initrd) {
-            find_images_dir()
-        } else {
-            None
-        };
-        let kernel = match &self.kernel {
-            Some(k) => k.clone(),
-            None => images.as_ref().ok_or(CliError::NoImages)?.join("vmlinuz"),
-        };
-        let initrd = if self.no_initrd {
-            PathBuf::new()
-        } else {
-            match &self.initrd {
-                Some(i) => i.clone(),
-                None => images
-                    .as_ref()
-                    .ok_or(CliError::NoImages)?
-                    .join("initrd.img"),
-            }
-        };
-        Ok(crate::fleet::file::Plan {
-            accelerators: Vec::new(),
-            vms: vec![crate::fleet::file::VmPlan {
-                name: "vm0".into(),
-                kernel: Some(kernel),
-                initrd: Some(initrd),
-                cmdline: Some(self.cmdline.clone()),
-                vcpus: self.cpus,
-                memory: Some(self.memory),
-                guest_cmd: self.guest_cmd.clone(),
-                accels: Vec::new(),
-            }],
-        })
-    }
-
     /// The VM configuration these options describe.
     pub fn into_config(self) -> Result<VmConfig, CliError> {
         let images = if self.kernel.is_none() || (self.initrd.is_none() && !self.no_initrd) {
@@ -209,6 +180,9 @@ impl RunArgs {
         config.stdin_to_guest = true;
         if self.rng {
             config.devices.push(Box::new(Rng::new()));
+        }
+        if self.accel {
+            config.devices.push(Box::new(AccelDevice::new()?));
         }
         Ok(config)
     }

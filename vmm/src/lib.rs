@@ -12,6 +12,7 @@
 //! # Ok::<(), accelvm::VmmError>(())
 //! ```
 
+pub mod accel_device;
 pub mod acpi;
 pub mod boot;
 pub mod bus;

@@ -105,26 +105,29 @@ fn stats(args: &StatsArgs) -> ExitCode {
 }
 
 fn run_vms(args: RunArgs) -> ExitCode {
-    let plan = match &args.config {
-        Some(path) => fleet::file::load(path).map_err(|e| Box::new(e) as Box<dyn Error>),
-        None => args.to_plan().map_err(|e| Box::new(e) as Box<dyn Error>),
-    };
-    let plan = match plan {
-        Ok(p) => p,
-        Err(e) => return fail(e.as_ref()),
-    };
     let opts = RunOptions {
         api_socket: args.api_socket.clone(),
         kvm_device: Some(args.kvm_device.clone()),
         stdin_to_guest: true,
         startup_probe: args.startup_probe,
     };
+    let kvm_device = args.kvm_device.clone();
     // Input errors first, so they are not preceded by the PVM warning.
-    let fleet = match Fleet::new(&plan, &opts) {
-        Ok(f) => f,
-        Err(e) => return fail(&e),
+    let fleet = match &args.config {
+        Some(path) => fleet::file::load(path)
+            .map_err(|e| Box::new(e) as Box<dyn Error>)
+            .and_then(|plan| Fleet::new(&plan, &opts).map_err(|e| Box::new(e) as Box<dyn Error>)),
+        // The single-VM flags: one VM named vm0, with whatever devices its flags add.
+        None => args
+            .into_config()
+            .map_err(|e| Box::new(e) as Box<dyn Error>)
+            .and_then(|c| Fleet::single("vm0", c).map_err(|e| Box::new(e) as Box<dyn Error>)),
     };
-    if args.kvm_device.as_os_str() == kvm::DEFAULT_KVM_DEVICE && kvm::is_pvm() {
+    let fleet = match fleet {
+        Ok(f) => f,
+        Err(e) => return fail(e.as_ref()),
+    };
+    if kvm_device.as_os_str() == kvm::DEFAULT_KVM_DEVICE && kvm::is_pvm() {
         eprintln!(
             "accelvm: warning: /dev/kvm is kvm_pvm (software only): an unmodified kernel runs \
              emulated and takes minutes or fails; use images/testhost -- accelvm run ... instead"

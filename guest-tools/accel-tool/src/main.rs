@@ -16,6 +16,7 @@ use dev::AccelDev;
 const USAGE: &str = "usage: accel-tool [-d N] COMMAND
   info                  device information and the crypto API drivers
   stats                 driver statistics of /dev/virtio-accel<N>
+  smoke                 one quick AF_ALG + char device check
   selftest              known-answer and cross-checks (AF_ALG, char device, kernel acomp)
   bench [--time-ms T] [--sizes a,b,..] [--batch B] [--aead-only|--comp-only]
   kcomp ALG compress|decompress INFILE OUTFILE
@@ -168,6 +169,7 @@ fn main() -> ExitCode {
             }
         },
         "kcomp" => kcomp(index, rest),
+        "smoke" => selftest::smoke(index),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -36,6 +36,9 @@ pub enum FleetError {
     /// A VM's settings are invalid.
     #[error("vm {0}: {1}")]
     Vm(String, #[source] ConfigError),
+    /// The single VM's settings (command-line flags) are invalid.
+    #[error(transparent)]
+    Flags(#[from] ConfigError),
     /// The accelerator could not be created.
     #[error("accelerator {0}: {1}")]
     Accelerator(String, #[source] ShareError),
@@ -195,6 +198,24 @@ impl Fleet {
                 vms: Mutex::new(entries),
             }),
             configs,
+        })
+    }
+
+    /// One VM from an already built configuration (the single-VM command line, whose flags
+    /// may add devices of their own), run by the same machinery as a configuration file.
+    pub fn single(name: &str, config: VmConfig) -> Result<Self, FleetError> {
+        config.validate()?;
+        let has_cmd = config.guest_cmd.is_some();
+        Ok(Fleet {
+            registry: Arc::new(Registry {
+                accelerators: Vec::new(),
+                vms: Mutex::new(vec![VmEntry {
+                    name: name.into(),
+                    state: "starting".into(),
+                    devices: Vec::new(),
+                }]),
+            }),
+            configs: vec![(config, has_cmd)],
         })
     }
 
