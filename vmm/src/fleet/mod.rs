@@ -252,22 +252,30 @@ impl Fleet {
         let mut threads = Vec::new();
         let mut guest_cmd = Vec::new();
         let mut spawn_error = None;
+        let single = self.configs.len() == 1;
+        let run_one = |i: usize, config: VmConfig, tx: mpsc::Sender<Event>| {
+            let vmm = match Vmm::new(config) {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = tx.send(Event::Done(i, Err(e)));
+                    return;
+                }
+            };
+            let _ = tx.send(Event::Started(i, vmm.exit_signal()));
+            let _ = tx.send(Event::Done(i, vmm.run()));
+        };
         for (i, (config, has_cmd)) in self.configs.into_iter().enumerate() {
             guest_cmd.push(has_cmd);
+            if single {
+                // One VM runs on the calling thread, exactly like a plain single-VM VMM
+                // (no extra thread to outlive it); the events wait in the channel.
+                run_one(i, config, tx.clone());
+                continue;
+            }
             let tx = tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("vm-{}", names[i]))
-                .spawn(move || {
-                    let vmm = match Vmm::new(config) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            let _ = tx.send(Event::Done(i, Err(e)));
-                            return;
-                        }
-                    };
-                    let _ = tx.send(Event::Started(i, vmm.exit_signal()));
-                    let _ = tx.send(Event::Done(i, vmm.run()));
-                });
+                .spawn(move || run_one(i, config, tx));
             match spawned {
                 Ok(t) => threads.push(t),
                 Err(e) => {
