@@ -230,6 +230,59 @@ make_cpio() {
     mv "$dst.tmp" "$dst"
 }
 
+# ---- Guest driver (virtio_accel.ko) and accel-tool: owned by the guest-driver work (issue 6) ----
+GUEST_DRIVER_DIR="$REPO_DIR/guest-drivers/virtio-accel"
+# Software counterparts the driver's tests and benchmarks compare with (lz4.ko needs lib/lz4).
+GUEST_DRIVER_MODULES=(lz4 lz4hc)
+ACCEL_TOOL_BIN="$REPO_DIR/target/x86_64-unknown-linux-gnu/release/accel-tool"
+
+# Downloads (cached) the headers of exactly the kernel the image boots (same package version) and
+# extracts -cloud-amd64, -common and linux-kbuild-6.1 into one folder; sets KHDR.
+fetch_kernel_headers() {
+    local dir="$CACHE/headers-$KVER" ver p deb
+    KHDR="$dir/root/usr/src/linux-headers-$KVER"
+    [[ -f "$dir/.extracted" ]] && return
+    deb=$(find "$CACHE/debs" -maxdepth 1 -name "linux-image-${KVER}_*.deb" | head -n1)
+    ver=$(dpkg-deb -f "$deb" Version)
+    rm -rf "$dir"
+    mkdir -p "$dir/root"
+    for p in "linux-headers-$KVER" "linux-headers-${KVER%-cloud-amd64}-common" "linux-kbuild-${KVER%%.0-*}"; do
+        deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${ver}_*.deb" | head -n1)
+        if [[ -z "$deb" ]]; then
+            log "downloading $p=$ver"
+            (cd "$CACHE/debs" && apt-get download -q "$p=$ver" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
+                true
+            deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${ver}_*.deb" | head -n1)
+            [[ -n "$deb" ]] || die "apt-get download $p=$ver failed"
+        fi
+        dpkg-deb -x "$deb" "$dir/root"
+    done
+    # The -cloud-amd64 Makefile includes the -common one by its absolute /usr/src path.
+    sed -i "s|/usr/src/|$dir/root/usr/src/|g" "$KHDR/Makefile"
+    touch "$dir/.extracted"
+}
+
+# Builds the guest driver modules against KHDR (make is incremental; the .ko files land next to the
+# sources, where add_guest_extras picks them up).
+build_guest_driver() {
+    [[ -d "$GUEST_DRIVER_DIR" ]] || return 0
+    fetch_kernel_headers
+    make -s -C "$KHDR" M="$GUEST_DRIVER_DIR" modules >&2 || die "guest driver build failed"
+}
+
+# Builds accel-tool as a static binary (glibc crt-static) for the guest image. A separate --target
+# keeps its artifacts (and RUSTFLAGS) apart from the host build in target/release.
+build_accel_tool() {
+    [[ -d "$REPO_DIR/guest-tools/accel-tool" ]] || return 0
+    command -v cargo >/dev/null 2>&1 || die "cargo not found (needed for accel-tool)"
+    (cd "$REPO_DIR" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release \
+        -p accel-tool --target x86_64-unknown-linux-gnu >&2) || die "accel-tool build failed"
+    # A static(-pie) binary has no program interpreter (ldd says "statically linked", status 0).
+    if readelf -lW "$ACCEL_TOOL_BIN" | grep -q 'program interpreter'; then
+        die "$ACCEL_TOOL_BIN is not static"
+    fi
+}
+
 # Hook for the guest driver and guest tools: copies them in if they exist.
 add_guest_extras() {
     local root="$1" ko t
@@ -237,6 +290,7 @@ add_guest_extras() {
     while IFS= read -r -d '' ko; do
         install -D -m 0644 "$ko" "$root/lib/modules/$KVER/extra/$(basename "$ko")"
     done < <([[ -d "$REPO_DIR/guest-drivers" ]] && find "$REPO_DIR/guest-drivers" -name '*.ko' -print0)
+    [[ -x "$ACCEL_TOOL_BIN" ]] && install -D -m 0755 "$ACCEL_TOOL_BIN" "$root/usr/bin/accel-tool"
     # Guest tools from the host system (with their libraries).
     for t in "${GUEST_TOOLS[@]}"; do
         if command -v "$t" >/dev/null 2>&1; then
@@ -276,7 +330,7 @@ build_guest_initrd() {
         mapfile -t gd_kos < <(find "$REPO_DIR/guest-drivers" -name '*.ko' | LC_ALL=C sort)
     fi
     stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" "$IP_BIN" \
-        "$(command -v iperf3 || true)" "${gd_kos[@]}")
+        "$(command -v iperf3 || true)" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
     if [[ -f "$OUT/initrd.img" && "$(cat "$CACHE/guest.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "guest initrd up to date"
         return
@@ -284,7 +338,8 @@ build_guest_initrd() {
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/guest/init" "$root/init"
     add_guest_extras "$root"
-    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}"
+    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}" \
+        "${GUEST_DRIVER_MODULES[@]}"
     make_cpio "$root" "$OUT/initrd.img"
     printf '%s\n' "$stamp" >"$CACHE/guest.stamp"
     log "guest initrd: $(du -h "$OUT/initrd.img" | cut -f1)"
@@ -335,6 +390,8 @@ main() {
     timed "kernel package" fetch_kernel
     install_kernel_outputs
     timed "kernel headers" fetch_kernel_headers
+    timed "guest driver" build_guest_driver
+    timed "accel-tool" build_accel_tool
     timed "guest initrd" build_guest_initrd
     timed "test host initrd" build_testhost_initrd
     log "done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'): $OUT"

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use accelvm_devices::virtio::rng::Rng;
 use clap::{Args, Parser, Subcommand};
 
+use crate::accel_device::{AccelDevice, AccelDeviceError};
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::kvm::DEFAULT_KVM_DEVICE;
 use crate::net_config::{NetBuildError, NetSpec, build_net_devices};
@@ -29,13 +30,39 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Boot a Linux guest. Its serial console is this terminal; `poweroff` or `reboot` in
-    /// the guest (or SIGTERM/SIGINT to accelvm) ends it.
+    /// the guest (or SIGTERM/SIGINT to accelvm) ends it. With --config, boot every VM of a
+    /// configuration file (docs/config.md), each its own KVM VM, sharing accelerators.
     Run(RunArgs),
+    /// Print the accelerator and VM counters of a running accelvm (started with
+    /// --api-socket): a table, or JSON with --json.
+    Stats(StatsArgs),
+}
+
+/// Options of `accelvm stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The socket given to `accelvm run --api-socket`.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+
+    /// Print the raw JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `accelvm run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Run every VM and accelerator of this TOML file (docs/config.md) instead of the one
+    /// VM the other flags describe. Console lines are prefixed with `[vm-name] ` when the
+    /// file has several VMs; the exit status is the first failing VM's (docs/config.md).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kernel", "initrd", "no_initrd", "guest_cmd", "startup_probe"])]
+    pub config: Option<PathBuf>,
+
+    /// Serve live counters on this unix socket, for `accelvm stats --socket PATH`.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
+
     /// Guest kernel: a bzImage or an ELF vmlinux (PVH entry when present).
     /// [default: images/out/vmlinuz, see --initrd]
     #[arg(long, value_name = "PATH")]
@@ -87,6 +114,11 @@ pub struct RunArgs {
     /// KVM_RUN and stop there (start-up cost benchmark).
     #[arg(long, hide = true)]
     pub startup_probe: bool,
+
+    /// Attach a virtio-accel device (crypto AES-GCM, compression deflate/LZ4, IPsec ESP) backed
+    /// by the software accelerator, with all services on.
+    #[arg(long)]
+    pub accel: bool,
 }
 
 /// Errors resolving the default images.
@@ -101,6 +133,9 @@ pub enum CliError {
     /// A `--net` device could not be created.
     #[error(transparent)]
     Net(#[from] NetBuildError),
+    /// `--accel` could not create its device.
+    #[error(transparent)]
+    Accel(#[from] AccelDeviceError),
 }
 
 /// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
@@ -159,6 +194,9 @@ impl RunArgs {
         }
         for net in build_net_devices(&self.net)? {
             config.devices.push(Box::new(net));
+        }
+        if self.accel {
+            config.devices.push(Box::new(AccelDevice::new()?));
         }
         Ok(config)
     }

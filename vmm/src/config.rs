@@ -57,6 +57,8 @@ pub struct VmConfig {
     pub startup_probe: bool,
     /// virtio devices, placed on virtio-mmio windows in this order.
     pub devices: Vec<Box<dyn VirtioDevice<GuestMem>>>,
+    /// Put this before every console line (several VMs sharing stdout).
+    pub console_prefix: Option<String>,
 }
 
 impl VmConfig {
@@ -73,6 +75,7 @@ impl VmConfig {
             stdin_to_guest: false,
             startup_probe: false,
             devices: Vec::new(),
+            console_prefix: None,
         }
     }
 

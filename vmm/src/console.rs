@@ -107,6 +107,70 @@ impl<W: Write> Write for ConsoleOutput<W> {
     }
 }
 
+/// Console sink for one of several VMs sharing stdout: puts `prefix` before every line and
+/// writes whole lines at once so lines of different VMs never interleave mid-line. Without
+/// a prefix it passes bytes straight through (an interactive prompt has no newline).
+pub struct LinePrefix {
+    prefix: Option<Vec<u8>>,
+    line: Vec<u8>,
+}
+
+/// A partial line longer than this is written out without waiting for its newline.
+const MAX_HELD_LINE: usize = 4096;
+
+impl LinePrefix {
+    /// A sink writing to stdout.
+    pub fn stdout(prefix: Option<String>) -> Self {
+        LinePrefix {
+            prefix: prefix.map(String::into_bytes),
+            line: Vec::new(),
+        }
+    }
+
+    fn flush_line(&mut self) {
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(&self.line);
+        let _ = out.flush();
+        self.line.clear();
+    }
+}
+
+impl Write for LinePrefix {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(prefix) = self.prefix.take() else {
+            let mut out = io::stdout().lock();
+            out.write_all(buf)?;
+            out.flush()?;
+            return Ok(buf.len());
+        };
+        for &b in buf {
+            if self.line.is_empty() {
+                self.line.extend_from_slice(&prefix);
+            }
+            self.line.push(b);
+            if b == b'\n' || self.line.len() >= MAX_HELD_LINE {
+                self.flush_line();
+            }
+        }
+        self.prefix = Some(prefix);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Whole lines only: a partial line waits for its newline (or the size bound).
+        Ok(())
+    }
+}
+
+impl Drop for LinePrefix {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.line.push(b'\n');
+            self.flush_line();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@
 //! # Ok::<(), accelvm::VmmError>(())
 //! ```
 
+pub mod accel_device;
 pub mod acpi;
 pub mod boot;
 pub mod bus;
@@ -21,6 +22,7 @@ pub mod console;
 pub mod device_manager;
 pub mod event_loop;
 pub mod exit;
+pub mod fleet;
 pub mod kvm;
 pub mod memory;
 pub mod net_config;

@@ -4,8 +4,9 @@
 use std::error::Error;
 use std::process::ExitCode;
 
-use accelvm::cli::{Cli, Command};
-use accelvm::{ExitReason, Vmm, kvm};
+use accelvm::cli::{Cli, Command, RunArgs, StatsArgs};
+use accelvm::fleet::{self, Fleet, RunOptions, VmReport};
+use accelvm::{ExitReason, kvm};
 use clap::Parser;
 use clap::error::ErrorKind;
 
@@ -76,37 +77,105 @@ fn run() -> ExitCode {
             return ExitCode::from(STATUS_USAGE);
         }
     };
-    let Command::Run(args) = cli.command;
-    let guest_cmd = args.guest_cmd.is_some();
-    let config = match args.into_config() {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
-    // Input errors first, so they are not preceded by the PVM warning.
-    if let Err(e) = config.validate() {
-        return fail(&e);
+    match cli.command {
+        Command::Run(args) => run_vms(args),
+        Command::Stats(args) => stats(&args),
     }
-    if config.kvm_device.as_os_str() == kvm::DEFAULT_KVM_DEVICE && kvm::is_pvm() {
+}
+
+fn stats(args: &StatsArgs) -> ExitCode {
+    match fleet::api::query(&args.socket) {
+        Ok(doc) if args.json => {
+            println!("{doc:#}");
+            ExitCode::SUCCESS
+        }
+        Ok(doc) => {
+            print!("{}", fleet::stats::to_table(&doc));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "accelvm: error: cannot read stats from {}: {}",
+                args.socket.display(),
+                one_line(&e)
+            );
+            ExitCode::from(STATUS_ERROR)
+        }
+    }
+}
+
+fn run_vms(args: RunArgs) -> ExitCode {
+    let opts = RunOptions {
+        api_socket: args.api_socket.clone(),
+        kvm_device: Some(args.kvm_device.clone()),
+        stdin_to_guest: true,
+        startup_probe: args.startup_probe,
+    };
+    let kvm_device = args.kvm_device.clone();
+    // Input errors first, so they are not preceded by the PVM warning.
+    let fleet = match &args.config {
+        Some(path) => fleet::file::load(path)
+            .map_err(|e| Box::new(e) as Box<dyn Error>)
+            .and_then(|plan| Fleet::new(&plan, &opts).map_err(|e| Box::new(e) as Box<dyn Error>)),
+        // The single-VM flags: one VM named vm0, with whatever devices its flags add.
+        None => args
+            .into_config()
+            .map_err(|e| Box::new(e) as Box<dyn Error>)
+            .and_then(|c| Fleet::single("vm0", c).map_err(|e| Box::new(e) as Box<dyn Error>)),
+    };
+    let fleet = match fleet {
+        Ok(f) => f,
+        Err(e) => return fail(e.as_ref()),
+    };
+    if kvm_device.as_os_str() == kvm::DEFAULT_KVM_DEVICE && kvm::is_pvm() {
         eprintln!(
             "accelvm: warning: /dev/kvm is kvm_pvm (software only): an unmodified kernel runs \
              emulated and takes minutes or fails; use images/testhost -- accelvm run ... instead"
         );
     }
-    let outcome = match Vmm::new(config).and_then(Vmm::run) {
-        Ok(o) => o,
+    let reports = match fleet.run(&opts) {
+        Ok(r) => r,
         Err(e) => return fail(&e),
     };
-    match (guest_cmd, outcome.guest_status, &outcome.reason) {
-        (true, Some(status), _) => ExitCode::from((status & 0xff) as u8),
-        (true, None, ExitReason::Signal(sig)) => ExitCode::from(128 + *sig as u8),
+    let single = reports.len() == 1;
+    // The first VM (in file order) that did not succeed decides the status.
+    let mut code = 0u8;
+    for r in &reports {
+        let c = vm_status(r, single);
+        if code == 0 {
+            code = c;
+        }
+    }
+    ExitCode::from(code)
+}
+
+/// The exit status one VM asks for (0 = success), reporting its error on stderr.
+fn vm_status(r: &VmReport, single: bool) -> u8 {
+    let who = if single {
+        String::new()
+    } else {
+        format!("vm {}: ", r.name)
+    };
+    let outcome = match &r.result {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("accelvm: error: {who}{}", one_line(e));
+            return STATUS_ERROR;
+        }
+    };
+    match (r.guest_cmd, outcome.guest_status, &outcome.reason) {
+        // A status whose low byte is 0 (e.g. 256) still failed.
+        (true, Some(status), _) if status != 0 && status & 0xff == 0 => STATUS_ERROR,
+        (true, Some(status), _) => (status & 0xff) as u8,
+        (true, None, ExitReason::Signal(sig)) => 128 + *sig as u8,
         (true, None, reason) => {
             eprintln!(
-                "accelvm: error: the guest stopped ({}) without reporting the command's exit status",
+                "accelvm: error: {who}the guest stopped ({}) without reporting the command's exit status",
                 describe(reason)
             );
-            ExitCode::from(STATUS_ERROR)
+            STATUS_ERROR
         }
-        (false, _, _) => ExitCode::SUCCESS,
+        (false, _, _) => 0,
     }
 }
 

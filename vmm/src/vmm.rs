@@ -136,7 +136,10 @@ impl Vmm {
             .map_err(VmmError::SerialIrq)?;
         let serial = Arc::new(Mutex::new(SerialDevice::new(
             serial_irq,
-            ConsoleOutput::new(io::stdout(), guest_status.clone()),
+            ConsoleOutput::new(
+                crate::console::LinePrefix::stdout(config.console_prefix.take()),
+                guest_status.clone(),
+            ),
         )));
         let mut pio = Bus::new();
         pio.insert(u64::from(COM1_PORT), COM1_PORTS_LEN, serial.clone())?;
@@ -215,6 +218,11 @@ impl Vmm {
             _kvm: kvm,
             _mem: mem,
         })
+    }
+
+    /// Requests a stop from outside (another VM of the same process failed, a signal).
+    pub fn exit_signal(&self) -> Arc<ExitSignal> {
+        self.exit.clone()
     }
 
     /// The virtio-mmio windows the guest sees.

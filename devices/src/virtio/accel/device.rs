@@ -185,7 +185,7 @@ impl Accel {
             queue_sizes: vec![config.queue_size; layout.num_queues()],
             state: Arc::new(Mutex::new(State {
                 epoch: 0,
-                tables: Tables::new(max_sessions, max_sas),
+                tables: Tables::new(max_sessions, max_sas).with_handle_prefix(config.tenant),
             })),
             metrics: Arc::new(AccelMetrics::default()),
             cfg: config,

@@ -15,6 +15,8 @@ mod handler;
 pub mod metrics;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod mock_driver;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod mock_vm;
 pub mod protocol;
 pub mod request;
 pub mod session;

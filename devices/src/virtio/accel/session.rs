@@ -54,10 +54,21 @@ impl Tables {
         }
     }
 
-    fn handle(&mut self) -> u64 {
-        // 0 is never a valid handle; u64 cannot wrap in practice.
+    /// Puts `prefix` (the device's tenant id) in the top 32 bits of every handle, so no two
+    /// devices sharing an accelerator ever hand out the same handle: another VM's handle is
+    /// never found here and gets NO_SESSION.
+    pub fn with_handle_prefix(mut self, prefix: u32) -> Self {
+        self.next_handle = u64::from(prefix) << 32;
+        self
+    }
+
+    fn handle(&mut self) -> Result<u64, Status> {
+        // 0 is never a valid handle; the low 32 bits must not carry into the prefix.
+        if self.next_handle & u64::from(u32::MAX) == u64::from(u32::MAX) {
+            return Err(Status::NoSpc);
+        }
         self.next_handle += 1;
-        self.next_handle
+        Ok(self.next_handle)
     }
 
     /// Creates a session; returns its handle.
@@ -67,7 +78,7 @@ impl Tables {
             return Err(Status::NoSpc);
         }
         let key = expand_key(key)?;
-        let h = self.handle();
+        let h = self.handle()?;
         self.sessions.insert(h, Arc::new(key));
         Ok(h)
     }
@@ -94,7 +105,7 @@ impl Tables {
             return Err(Status::NoSpc);
         }
         let sa = EspSa::new(params?)?;
-        let h = self.handle();
+        let h = self.handle()?;
         self.sas.insert(h, Arc::new(Mutex::new(sa)));
         Ok(h)
     }
@@ -159,5 +170,18 @@ mod tests {
         assert_eq!(t.counts(), (0, 0));
         let c = t.create_session(&mut key(32)).unwrap();
         assert!(c > b, "handles are never reused, even across reset");
+    }
+
+    #[test]
+    fn handle_prefix_separates_tenants_and_never_carries() {
+        let mut a = Tables::new(4, 4).with_handle_prefix(1);
+        let mut b = Tables::new(4, 4).with_handle_prefix(2);
+        let ha = a.create_session(&mut key(32)).unwrap();
+        let hb = b.create_session(&mut key(32)).unwrap();
+        assert_eq!((ha >> 32, hb >> 32), (1, 2));
+        assert!(b.session(ha).is_none() && a.session(hb).is_none());
+        a.next_handle = (1u64 << 32) | u64::from(u32::MAX - 1);
+        a.create_session(&mut key(32)).unwrap();
+        assert_eq!(a.create_session(&mut key(32)), Err(Status::NoSpc));
     }
 }

@@ -8,12 +8,14 @@
 pub mod aead;
 pub mod compress;
 mod execute;
+pub mod shared;
 mod software;
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 pub use execute::execute;
+pub use shared::{SharedAccelerator, TenantHandle};
 pub use software::SoftwareAccelerator;
 
 use super::esp_adapter::EspSa;
