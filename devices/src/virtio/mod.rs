@@ -2,6 +2,8 @@
 
 mod device;
 mod interrupt;
+pub mod mmio;
+pub mod net;
 
 pub use device::{ActivateError, ActivatedQueue, ActivationContext, DeviceHandler, VirtioDevice};
 pub use interrupt::{InterruptKind, VirtioInterrupt};

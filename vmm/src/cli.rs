@@ -1,0 +1,157 @@
+//! The `accelvm` command line (clap) and the lookup of the default guest images.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
+use crate::kvm::DEFAULT_KVM_DEVICE;
+use crate::net_config::{NetBuildError, NetSpec, build_net_devices};
+
+/// Environment variable naming the folder with `vmlinuz` and `initrd.img`.
+pub const IMAGES_DIR_ENV: &str = "ACCELVM_IMAGES_DIR";
+/// Environment variable naming the KVM device (same as the hidden `--kvm-device`).
+pub const KVM_DEVICE_ENV: &str = "ACCELVM_KVM_DEVICE";
+/// Where the build puts the guest images, relative to the repository root.
+pub const IMAGES_SUBDIR: &str = "images/out";
+
+/// accelvm: a small KVM virtual machine monitor for accelerator virtualization.
+#[derive(Debug, Parser)]
+#[command(name = "accelvm", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// accelvm subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a Linux guest. Its serial console is this terminal; `poweroff` or `reboot` in
+    /// the guest (or SIGTERM/SIGINT to accelvm) ends it.
+    Run(RunArgs),
+}
+
+/// Options of `accelvm run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Guest kernel: a bzImage or an ELF vmlinux (PVH entry when present).
+    /// [default: images/out/vmlinuz, see --initrd]
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+
+    /// Guest initramfs. [default: images/out/initrd.img, where images/out is taken from
+    /// $ACCELVM_IMAGES_DIR, else found by walking up from the accelvm executable, else from
+    /// the current directory]
+    #[arg(long, value_name = "PATH", conflicts_with = "no_initrd")]
+    pub initrd: Option<PathBuf>,
+
+    /// Boot without an initramfs.
+    #[arg(long)]
+    pub no_initrd: bool,
+
+    /// Base kernel command line; accelvm appends accelvm.cmd= and virtio_mmio.device= to it.
+    #[arg(long, value_name = "STRING", default_value = DEFAULT_CMDLINE)]
+    pub cmdline: String,
+
+    /// Number of vCPUs (1..=254), one host thread each.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u32,
+
+    /// Guest RAM in MiB (64 or more; RAM beyond 3 GiB is placed above 4 GiB).
+    #[arg(long, value_name = "MiB", default_value_t = DEFAULT_MEMORY_MIB)]
+    pub memory: u64,
+
+    /// Run this shell command in the guest (via `accelvm.cmd=`), print its output, power
+    /// off, and exit with the command's exit status.
+    #[arg(long, value_name = "SH_COMMAND")]
+    pub guest_cmd: Option<String>,
+
+    /// Add a virtio-net NIC backed by the TAP device NAME (repeatable: eth0, eth1, ... in
+    /// order). An existing TAP is used as it is; a missing one is created, brought up, and
+    /// removed when accelvm exits. MAC defaults to a random locally administered address.
+    /// The guest image's init configures eth0 from `accelvm.ip=ADDR/PREFIX` in --cmdline.
+    #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]")]
+    pub net: Vec<NetSpec>,
+
+    /// KVM device node (for tests that simulate a missing or unusable /dev/kvm).
+    #[arg(long, value_name = "PATH", env = KVM_DEVICE_ENV, default_value = DEFAULT_KVM_DEVICE, hide = true)]
+    pub kvm_device: PathBuf,
+
+    /// Print `ACCELVM_FIRST_KVM_RUN_NS=<CLOCK_REALTIME ns>` on stderr right before the first
+    /// KVM_RUN and stop there (start-up cost benchmark).
+    #[arg(long, hide = true)]
+    pub startup_probe: bool,
+}
+
+/// Errors resolving the default images.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// No images/out found.
+    #[error(
+        "no --kernel given and no {IMAGES_SUBDIR}/vmlinuz found (set ${IMAGES_DIR_ENV}, run \
+         images/build.sh in the repository, or pass --kernel/--initrd)"
+    )]
+    NoImages,
+    /// A `--net` device could not be created.
+    #[error(transparent)]
+    Net(#[from] NetBuildError),
+}
+
+/// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
+/// `vmlinuz` in an ancestor of the executable, else of the current directory.
+pub fn find_images_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(IMAGES_DIR_ENV) {
+        return Some(dir.into());
+    }
+    let from_exe = std::env::current_exe().ok().and_then(|exe| search_up(&exe));
+    from_exe.or_else(|| std::env::current_dir().ok().and_then(|cwd| search_up(&cwd)))
+}
+
+fn search_up(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find_map(|dir| {
+        let candidate = dir.join(IMAGES_SUBDIR);
+        candidate.join("vmlinuz").is_file().then_some(candidate)
+    })
+}
+
+impl RunArgs {
+    /// The VM configuration these options describe.
+    pub fn into_config(self) -> Result<VmConfig, CliError> {
+        let images = if self.kernel.is_none() || (self.initrd.is_none() && !self.no_initrd) {
+            find_images_dir()
+        } else {
+            None
+        };
+        let kernel = match self.kernel {
+            Some(k) => k,
+            None => images.as_ref().ok_or(CliError::NoImages)?.join("vmlinuz"),
+        };
+        let initrd = if self.no_initrd {
+            None
+        } else {
+            match self.initrd {
+                Some(i) => Some(i),
+                None => Some(
+                    images
+                        .as_ref()
+                        .ok_or(CliError::NoImages)?
+                        .join("initrd.img"),
+                ),
+            }
+        };
+        let mut config = VmConfig::new(kernel);
+        config.initrd = initrd;
+        config.cmdline = self.cmdline;
+        config.cpus = self.cpus;
+        config.memory_mib = self.memory;
+        config.guest_cmd = self.guest_cmd;
+        config.kvm_device = self.kvm_device;
+        config.startup_probe = self.startup_probe;
+        config.stdin_to_guest = true;
+        for net in build_net_devices(&self.net)? {
+            config.devices.push(Box::new(net));
+        }
+        Ok(config)
+    }
+}
