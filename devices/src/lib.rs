@@ -7,5 +7,5 @@
 
 pub mod virtio;
 
-#[cfg(feature = "test-utils")]
+#[cfg(any(test, feature = "test-utils"))]
 pub mod test_utils;

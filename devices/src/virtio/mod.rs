@@ -1,5 +1,6 @@
 //! The transport-agnostic virtio device model shared by every device and transport here.
 
+pub mod accel;
 mod device;
 mod interrupt;
 pub mod mmio;

@@ -71,6 +71,7 @@ struct virtio_accel_config {
 #define VIRTIO_ACCEL_S_REPLAY		8	/* ESP sequence number replayed or too old */
 #define VIRTIO_ACCEL_S_NOSPC		9	/* session or SA table full */
 #define VIRTIO_ACCEL_S_DATA_ERROR	10	/* input data invalid (corrupt stream, bad ESP) */
+#define VIRTIO_ACCEL_S_SA_EXPIRED	11	/* outbound SA out of sequence numbers: replace it */
 
 /* ---- control queue ---- */
 #define VIRTIO_ACCEL_CTRL_CREATE_SESSION	0x01
@@ -115,7 +116,7 @@ struct virtio_accel_sa_para {
 	__u8 icv_len;			/* 11: 8, 12 or 16 */
 	__le32 key_len;			/* 12: AES key bytes, 16 or 32 (salt not included) */
 	__u8 salt[4];			/* 16: RFC 4106 salt */
-	__le32 replay_window;		/* 20: inbound anti-replay window, 0 = off, else 64..1024 */
+	__le32 replay_window;		/* 20: inbound anti-replay window, 32..4096 packets */
 	__u8 tunnel_src[16];		/* 24: outer source (IPv4 in the first 4 bytes) */
 	__u8 tunnel_dst[16];		/* 40: outer destination */
 	__u8 key[VIRTIO_ACCEL_MAX_KEY_LEN];	/* 56 */

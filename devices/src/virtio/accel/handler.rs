@@ -1,0 +1,563 @@
+//! The event-loop side of virtio-accel: drains queues, submits jobs to the backend, and
+//! completes requests when the backend's results come back through a completion eventfd.
+//!
+//! Everything here runs on the VMM's event-loop thread; only `Completions::complete` is
+//! called from backend worker threads.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use virtio_queue::{Queue, QueueT};
+use vm_memory::endian::{Le32, Le64};
+use vm_memory::{ByteValued, GuestMemory};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use zeroize::Zeroize;
+
+use super::backend::{
+    Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
+};
+use super::chain::{ChainError, SplitChain, WritableArea, split_chain};
+use super::device::State;
+use super::metrics::AccelMetrics;
+use super::protocol::{
+    CryptoKey, CtrlResp, DataResp, IPSEC_ESP_AES_GCM, SaStats, Status, VIRTIO_ACCEL_F_STATELESS,
+};
+use super::request::{CtrlRequest, DataOp, parse_ctrl, parse_data};
+use super::session::{Tables, expand_key};
+use super::{OUTPUT_SLACK, QueueKind, QueueLayout};
+use crate::virtio::{ActivationContext, InterruptKind, VIRTIO_F_EVENT_IDX, VirtioInterrupt};
+
+/// Recycled buffers kept for reuse.
+const POOL_MAX_BUFFERS: usize = 128;
+/// Larger buffers are freed rather than pooled, so a burst of big requests does not pin memory.
+const POOL_MAX_BUFFER_BYTES: usize = 320 << 10;
+/// Spare capacity for an AEAD tag appended to the readable copy.
+const TAG_SLACK: usize = 16;
+
+/// Results handed back by the backend, plus the eventfd that wakes the event loop.
+struct Completions {
+    done: Mutex<Vec<JobResult>>,
+    evt: EventFd,
+}
+
+impl CompletionSink for Completions {
+    fn complete(&self, result: JobResult) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        done.push(result);
+        // One wakeup per batch: the handler drains everything it finds.
+        if done.len() == 1 {
+            let _ = self.evt.write(1);
+        }
+    }
+}
+
+struct HQueue {
+    index: u16,
+    kind: QueueKind,
+    queue: Queue,
+    kick: EventFd,
+    signal: bool,
+    broken: bool,
+}
+
+struct InFlight {
+    qpos: usize,
+    head: u16,
+    area: WritableArea,
+    bytes_in: u64,
+}
+
+/// Runs one activated virtio-accel device on the VMM's event loop.
+pub struct AccelHandler<M> {
+    mem: M,
+    queues: Vec<HQueue>,
+    interrupt: Arc<dyn VirtioInterrupt>,
+    state: Arc<Mutex<State>>,
+    epoch: u64,
+    stale: bool,
+    backend: Arc<dyn Accelerator>,
+    caps: Capabilities,
+    layout: QueueLayout,
+    sink: Arc<Completions>,
+    scratch: Vec<JobResult>,
+    inflight: HashMap<u64, InFlight>,
+    next_token: u64,
+    pool: Vec<Vec<u8>>,
+    metrics: Arc<AccelMetrics>,
+    max_data: usize,
+    tenant: TenantId,
+    stateless: bool,
+}
+
+impl<M: GuestMemory + Send> AccelHandler<M> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        ctx: ActivationContext<M>,
+        layout: QueueLayout,
+        backend: Arc<dyn Accelerator>,
+        state: Arc<Mutex<State>>,
+        epoch: u64,
+        metrics: Arc<AccelMetrics>,
+        max_data: u32,
+        tenant: TenantId,
+    ) -> std::io::Result<Self> {
+        let event_idx = ctx.acked_features & (1 << VIRTIO_F_EVENT_IDX) != 0;
+        let mut queues = Vec::new();
+        for (index, aq) in ctx.queues {
+            // Queues past the layout cannot carry anything; the transport should not have them.
+            let Some(kind) = layout.kind(index) else {
+                continue;
+            };
+            let mut queue = aq.queue;
+            queue.set_event_idx(event_idx);
+            queues.push(HQueue {
+                index,
+                kind,
+                queue,
+                kick: aq.kick,
+                signal: false,
+                broken: false,
+            });
+        }
+        Ok(AccelHandler {
+            mem: ctx.mem,
+            queues,
+            interrupt: ctx.interrupt,
+            state,
+            epoch,
+            stale: false,
+            caps: backend.capabilities(),
+            backend,
+            layout,
+            sink: Arc::new(Completions {
+                done: Mutex::new(Vec::new()),
+                evt: EventFd::new(EFD_NONBLOCK)?,
+            }),
+            scratch: Vec::new(),
+            inflight: HashMap::new(),
+            next_token: 0,
+            pool: Vec::new(),
+            metrics,
+            max_data: max_data as usize,
+            tenant,
+            stateless: ctx.acked_features & (1 << VIRTIO_ACCEL_F_STATELESS) != 0,
+        })
+    }
+
+    /// Requests submitted to the backend and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn recycle(&mut self, mut buf: Vec<u8>) {
+        if self.pool.len() < POOL_MAX_BUFFERS
+            && buf.capacity() > 0
+            && buf.capacity() <= POOL_MAX_BUFFER_BYTES
+        {
+            // Keep the length: the bytes are initialised, so the next user need not zero them.
+            buf.truncate(buf.capacity().min(buf.len()));
+            self.pool.push(buf);
+        }
+    }
+
+    fn process_queue(&mut self, qpos: usize, tables: &mut Tables) {
+        let mut batch = Vec::new();
+        {
+            let (mem, q, pool) = (&self.mem, &mut self.queues[qpos], &mut self.pool);
+            if q.broken {
+                return;
+            }
+            // virtio 1.2 §2.7.10: suppress notifications while draining, then re-check.
+            loop {
+                if q.queue.disable_notification(mem).is_err() {
+                    q.broken = true;
+                    break;
+                }
+                while let Some(chain) = q.queue.pop_descriptor_chain(mem) {
+                    let buf = pool.pop().unwrap_or_default();
+                    batch.push(split_chain(chain, mem, buf, TAG_SLACK));
+                }
+                match q.queue.enable_notification(mem) {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(_) => {
+                        q.broken = true;
+                        break;
+                    }
+                }
+            }
+        }
+        for item in batch {
+            match item {
+                Ok(sc) => match self.queues[qpos].kind {
+                    QueueKind::Control => self.control(qpos, sc, tables),
+                    kind => self.data(qpos, kind, sc, tables),
+                },
+                Err((head, err, buf)) => {
+                    let m = &self.metrics;
+                    match err {
+                        ChainError::ReadableAfterWritable => &m.bad_direction,
+                        ChainError::TooManySegments | ChainError::ReadableTooLong => {
+                            &m.chain_too_long
+                        }
+                        _ => &m.bad_address,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                    log::debug!("virtio-accel: dropping chain {head}: {err}");
+                    self.recycle(buf);
+                    self.add_used(qpos, head, 0);
+                }
+            }
+        }
+    }
+
+    fn add_used(&mut self, qpos: usize, head: u16, len: u32) {
+        let q = &mut self.queues[qpos];
+        if q.queue.add_used(&self.mem, head, len).is_err() {
+            self.metrics.add_used_failed.fetch_add(1, Ordering::Relaxed);
+            q.broken = true;
+        }
+        q.signal = true;
+    }
+
+    fn control(&mut self, qpos: usize, mut sc: SplitChain, tables: &mut Tables) {
+        let trailer = size_of::<CtrlResp>();
+        if sc.writable.len() < trailer {
+            self.metrics
+                .dropped_no_trailer
+                .fetch_add(1, Ordering::Relaxed);
+            sc.readable.zeroize();
+            self.recycle(sc.readable);
+            return self.add_used(qpos, sc.head, 0);
+        }
+        let out_cap = sc.writable.len() - trailer;
+        let mut stats: Option<SaStats> = None;
+        let result = match parse_ctrl(&sc.readable) {
+            Err(e) => Err(e.status()),
+            Ok(CtrlRequest::CreateSession(mut key)) if self.layout.crypto > 0 => {
+                tables.create_session(&mut key)
+            }
+            Ok(CtrlRequest::CreateSession(mut key)) => {
+                key.key.zeroize();
+                Err(Status::NotSupp)
+            }
+            Ok(CtrlRequest::DestroySession(h)) => tables.destroy_session(h).map(|()| 0),
+            Ok(CtrlRequest::AddSa(mut p)) => {
+                let algo = p.algo.to_native();
+                if self.layout.ipsec == 0
+                    || algo != IPSEC_ESP_AES_GCM
+                    || self.caps.ipsec_algos & (1 << algo) == 0
+                {
+                    p.key.zeroize();
+                    Err(Status::NotSupp)
+                } else {
+                    tables.add_sa(&mut p)
+                }
+            }
+            Ok(CtrlRequest::RemoveSa(h)) => tables.remove_sa(h).map(|()| 0),
+            Ok(CtrlRequest::QuerySa(h)) => match tables.sa(h) {
+                None => Err(Status::NoSession),
+                Some(_) if out_cap < size_of::<SaStats>() => Err(Status::OutputTooSmall),
+                Some(sa) => {
+                    stats = Some(sa.lock().unwrap_or_else(|e| e.into_inner()).stats());
+                    Ok(0)
+                }
+            },
+        };
+        // The request may have carried a key.
+        sc.readable.zeroize();
+        self.recycle(sc.readable);
+        let (status, handle) = match result {
+            Ok(h) => (Status::Ok, h),
+            Err(s) => (s, 0),
+        };
+        self.metrics.count_status(status);
+        if status == Status::Ok {
+            self.metrics.ctrl_ok.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut used = trailer;
+        let mut ok = true;
+        if let Some(s) = stats {
+            ok &= sc.writable.write_at(&self.mem, 0, s.as_slice()).is_ok();
+            used += size_of::<SaStats>();
+        }
+        let resp = CtrlResp {
+            handle: Le64::from(handle),
+            status: Le32::from(status as u32),
+            reserved: Le32::from(0),
+        };
+        ok &= sc
+            .writable
+            .write_at(&self.mem, sc.writable.len() - trailer, resp.as_slice())
+            .is_ok();
+        if !ok {
+            self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
+            used = 0;
+        }
+        self.add_used(qpos, sc.head, used as u32);
+    }
+
+    /// Completes a data request without running it.
+    fn finish_now(
+        &mut self,
+        qpos: usize,
+        head: u16,
+        area: &WritableArea,
+        status: Status,
+        needed: u32,
+    ) {
+        self.metrics.count_status(status);
+        let resp = DataResp {
+            status: Le32::from(status as u32),
+            len: Le32::from(needed),
+        };
+        let trailer = size_of::<DataResp>();
+        let used = if area
+            .write_at(&self.mem, area.len() - trailer, resp.as_slice())
+            .is_ok()
+        {
+            trailer as u32
+        } else {
+            self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
+            0
+        };
+        self.add_used(qpos, head, used);
+    }
+
+    fn build_op(
+        &self,
+        kind: QueueKind,
+        sc: &mut SplitChain,
+        tables: &Tables,
+    ) -> Result<(JobOp, super::request::DataRequest), Status> {
+        let req = parse_data(&sc.readable, kind, self.max_data).map_err(|e| e.status())?;
+        let op = match req.op {
+            DataOp::Encrypt | DataOp::Decrypt => {
+                let key = match &req.key {
+                    Some(r) => {
+                        let block = &mut sc.readable[r.clone()];
+                        let mut wire = CryptoKey::from_slice(block)
+                            .copied()
+                            .ok_or(Status::BadMsg)?;
+                        block.zeroize();
+                        if !self.stateless {
+                            wire.key.zeroize();
+                            return Err(Status::NotSupp);
+                        }
+                        Arc::new(expand_key(&mut wire)?)
+                    }
+                    None => tables
+                        .session(req.handle)
+                        .cloned()
+                        .ok_or(Status::NoSession)?,
+                };
+                let (iv, tag_len) = (req.iv, req.tag_len);
+                if req.op == DataOp::Encrypt {
+                    JobOp::Encrypt { key, iv, tag_len }
+                } else {
+                    JobOp::Decrypt { key, iv, tag_len }
+                }
+            }
+            DataOp::Compress | DataOp::Decompress => {
+                if req.algo >= 32 || self.caps.comp_algos & (1 << req.algo) == 0 {
+                    return Err(Status::NotSupp);
+                }
+                if req.op == DataOp::Compress {
+                    JobOp::Compress {
+                        algo: req.algo,
+                        level: req.level,
+                    }
+                } else {
+                    JobOp::Decompress { algo: req.algo }
+                }
+            }
+            DataOp::EspEncap | DataOp::EspDecap => {
+                let sa = tables.sa(req.handle).cloned().ok_or(Status::NoSession)?;
+                let inbound = sa.lock().unwrap_or_else(|e| e.into_inner()).inbound();
+                if inbound != (req.op == DataOp::EspDecap) {
+                    return Err(Status::BadMsg);
+                }
+                if inbound {
+                    JobOp::EspDecap(sa)
+                } else {
+                    JobOp::EspEncap(sa)
+                }
+            }
+        };
+        Ok((op, req))
+    }
+
+    fn data(&mut self, qpos: usize, kind: QueueKind, mut sc: SplitChain, tables: &Tables) {
+        let trailer = size_of::<DataResp>();
+        if sc.writable.len() < trailer {
+            self.metrics
+                .dropped_no_trailer
+                .fetch_add(1, Ordering::Relaxed);
+            self.recycle(sc.readable);
+            return self.add_used(qpos, sc.head, 0);
+        }
+        let out_capacity = (sc.writable.len() - trailer).min(self.max_data + OUTPUT_SLACK as usize);
+        let (op, req) = match self.build_op(kind, &mut sc, tables) {
+            Ok(x) => x,
+            Err(status) => {
+                self.finish_now(qpos, sc.head, &sc.writable, status, 0);
+                return self.recycle(sc.readable);
+            }
+        };
+        self.next_token += 1;
+        let token = self.next_token;
+        let spare = self.pool.pop().unwrap_or_default();
+        let job = Job {
+            tenant: self.tenant,
+            token,
+            op,
+            buf: sc.readable,
+            aad: req.aad,
+            src: req.src,
+            out_capacity,
+            spare,
+        };
+        let bytes_in = job.cost();
+        self.inflight.insert(
+            token,
+            InFlight {
+                qpos,
+                head: sc.head,
+                area: sc.writable,
+                bytes_in,
+            },
+        );
+        let sink: Arc<dyn CompletionSink> = self.sink.clone();
+        if let Err(e) = self.backend.submit(job, sink) {
+            let (job, status) = match e {
+                SubmitError::Busy(job) => (job, Status::Busy),
+                SubmitError::Stopped(job) => (job, Status::Err),
+            };
+            if let Some(f) = self.inflight.remove(&token) {
+                self.finish_now(qpos, f.head, &f.area, status, 0);
+            }
+            self.recycle(job.buf);
+            self.recycle(job.spare);
+        }
+    }
+
+    fn drain_completions(&mut self) {
+        std::mem::swap(
+            &mut *self.sink.done.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut self.scratch,
+        );
+        let mut results = std::mem::take(&mut self.scratch);
+        for r in results.drain(..) {
+            let Some(f) = self.inflight.remove(&r.token) else {
+                self.metrics
+                    .stale_completions
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            let trailer = size_of::<DataResp>();
+            let mut status = r.status;
+            let mut len = r.needed;
+            let mut used = trailer;
+            if status == Status::Ok {
+                let out = &r.buf[r.out.clone()];
+                if f.area.write_at(&self.mem, 0, out).is_ok() {
+                    len = out.len() as u32;
+                    used += out.len();
+                    self.metrics.requests_ok.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .bytes_in
+                        .fetch_add(f.bytes_in, Ordering::Relaxed);
+                    self.metrics
+                        .bytes_out
+                        .fetch_add(out.len() as u64, Ordering::Relaxed);
+                } else {
+                    // The output area was checked at parse time; only a memory change
+                    // behind our back gets here.
+                    self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
+                    status = Status::Err;
+                    len = 0;
+                }
+            }
+            self.metrics.count_status(status);
+            let resp = DataResp {
+                status: Le32::from(status as u32),
+                len: Le32::from(len),
+            };
+            if f.area
+                .write_at(&self.mem, f.area.len() - trailer, resp.as_slice())
+                .is_err()
+            {
+                self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
+                used = 0;
+            }
+            self.add_used(f.qpos, f.head, used as u32);
+            self.recycle(r.buf);
+            self.recycle(r.spare);
+        }
+        self.scratch = results;
+    }
+
+    fn signal(&mut self) {
+        for q in &mut self.queues {
+            if !std::mem::take(&mut q.signal) {
+                continue;
+            }
+            // virtio 1.2 §2.7.10: with EVENT_IDX only interrupt when the driver asked for it.
+            if q.queue.needs_notification(&self.mem).unwrap_or(true) {
+                self.metrics.interrupts.fetch_add(1, Ordering::Relaxed);
+                if self
+                    .interrupt
+                    .trigger(InterruptKind::Queue(q.index))
+                    .is_err()
+                {
+                    self.metrics
+                        .interrupt_failed
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Processes everything pending: queue `qpos` (if given) and finished jobs.
+    fn run(&mut self, qpos: Option<usize>) {
+        let state = self.state.clone();
+        // Holding the state lock for the whole pass is what lets reset() wait for us.
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.stale || st.epoch != self.epoch {
+            self.stale = true;
+            let n = std::mem::take(&mut *self.sink.done.lock().unwrap_or_else(|e| e.into_inner()))
+                .len();
+            self.metrics
+                .stale_completions
+                .fetch_add(n as u64, Ordering::Relaxed);
+            self.inflight.clear();
+            return;
+        }
+        if let Some(qpos) = qpos {
+            self.process_queue(qpos, &mut st.tables);
+        }
+        self.drain_completions();
+        self.signal();
+        drop(st);
+    }
+}
+
+impl<M: GuestMemory + Send> crate::virtio::DeviceHandler for AccelHandler<M> {
+    fn fds(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.queues.iter().map(|q| q.kick.as_raw_fd()).collect();
+        fds.push(self.sink.evt.as_raw_fd());
+        fds
+    }
+
+    fn handle(&mut self, index: usize) {
+        if let Some(q) = self.queues.get(index) {
+            let _ = q.kick.read();
+            self.run(Some(index));
+        } else if index == self.queues.len() {
+            let _ = self.sink.evt.read();
+            self.run(None);
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Hostile and malformed chains: every one gets an exact status or a counted drop, and the
+//! device keeps serving afterwards.
+
+use super::*;
+use crate::virtio::VIRTIO_F_EVENT_IDX;
+
+fn ok_request(h: &mut Harness) {
+    let d = h.data(
+        QueueKind::Compression,
+        &comp_req(OP_COMPRESS, COMP_LZ4, 0, b"still alive, still alive"),
+        64,
+    );
+    assert_eq!(d.status, Status::Ok as u32, "the device must keep working");
+}
+
+#[test]
+fn truncated_and_inconsistent_requests_are_badmsg() {
+    let mut h = Harness::new(0);
+    let full = comp_req(OP_COMPRESS, COMP_LZ4, 0, b"hello hello hello");
+    // Header cut short.
+    let d = h.data(QueueKind::Compression, &full[..40], 64);
+    assert_eq!((d.status, d.used_len), (Status::BadMsg as u32, 8));
+    // Source shorter than src_len says.
+    let d = h.data(QueueKind::Compression, &full[..full.len() - 1], 64);
+    assert_eq!(d.status, Status::BadMsg as u32);
+    // Extra bytes after the source.
+    let mut long = full.clone();
+    long.push(0);
+    assert_eq!(
+        h.data(QueueKind::Compression, &long, 64).status,
+        Status::BadMsg as u32
+    );
+    // Reserved field set.
+    let mut r = full.clone();
+    r[40] = 1;
+    assert_eq!(
+        h.data(QueueKind::Compression, &r, 64).status,
+        Status::BadMsg as u32
+    );
+    // Unknown flag.
+    let mut r = full.clone();
+    r[5] = 1;
+    assert_eq!(
+        h.data(QueueKind::Compression, &r, 64).status,
+        Status::BadMsg as u32
+    );
+    // src_len near u32::MAX must not overflow anything.
+    let mut r = full.clone();
+    r[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(
+        h.data(QueueKind::Compression, &r, 64).status,
+        Status::BadMsg as u32
+    );
+    // Unknown opcode is NOTSUPP; a crypto opcode on the compression queue is BADMSG.
+    let mut r = full.clone();
+    r[0..4].copy_from_slice(&0x999u32.to_le_bytes());
+    assert_eq!(
+        h.data(QueueKind::Compression, &r, 64).status,
+        Status::NotSupp as u32
+    );
+    let enc = crypto_req(OP_ENCRYPT, 1, None, &[0; 12], b"", b"x", 16);
+    assert_eq!(
+        h.data(QueueKind::Compression, &enc, 64).status,
+        Status::BadMsg as u32
+    );
+    // IV length other than 12.
+    let mut r = enc.clone();
+    r[32] = 16;
+    assert_eq!(
+        h.data(QueueKind::Crypto, &r, 64).status,
+        Status::NotSupp as u32
+    );
+    // A control request with a short body and an unknown control opcode.
+    let (s, _, _) = h.ctrl(CTRL_CREATE_SESSION, &[0; 10], 0);
+    assert_eq!(s, Status::BadMsg as u32);
+    let (s, _, _) = h.ctrl(0x77, &[], 0);
+    assert_eq!(s, Status::NotSupp as u32);
+    // An ADD_SA of zeros names no transform; QUERY_SA of nothing is NO_SESSION.
+    let (s, _, _) = h.ctrl(CTRL_ADD_SA, SaPara::default().as_slice(), 0);
+    assert_eq!(s, Status::NotSupp as u32);
+    let (s, _, _) = h.ctrl(CTRL_QUERY_SA, handle_body(5).as_slice(), 48);
+    assert_eq!(s, Status::NoSession as u32);
+    let m = h.dev.metrics();
+    assert_eq!(m.get(&m.bad_request), 8);
+    ok_request(&mut h);
+}
+
+#[test]
+fn wrong_direction_and_missing_trailer_are_dropped_and_counted() {
+    let mut h = Harness::new(0);
+    let q = h.queue_index(QueueKind::Compression);
+    let req = comp_req(OP_COMPRESS, COMP_LZ4, 0, b"abcabcabc");
+    let r = h.alloc(&req);
+    let o = h.alloc_out(64);
+    // Writable first, readable after it: virtio forbids that order.
+    h.push_chain(q, &[(o, 64, true), (r, req.len() as u32, false)]);
+    h.kick(q);
+    assert_eq!(h.take_used(q), vec![(0, 0)]);
+    // No writable descriptor at all: nowhere to put a status.
+    h.push_chain(q, &[(r, req.len() as u32, false)]);
+    // Writable area of 7 bytes: smaller than the trailer.
+    h.push_chain(q, &[(r, req.len() as u32, false), (o, 7, true)]);
+    h.kick(q);
+    let used = h.take_used(q);
+    assert_eq!(used.iter().map(|u| u.1).collect::<Vec<_>>(), vec![0, 0]);
+    let m = h.dev.metrics();
+    assert_eq!(
+        (m.get(&m.bad_direction), m.get(&m.dropped_no_trailer)),
+        (1, 2)
+    );
+    // Nothing was written into the output buffer.
+    let mut out = [0u8; 64];
+    h.mem.read_slice(&mut out, GuestAddress(o)).unwrap();
+    assert!(out.iter().all(|b| *b == POISON));
+    ok_request(&mut h);
+}
+
+#[test]
+fn addresses_outside_guest_memory_are_never_touched() {
+    let mut h = Harness::new(0);
+    let q = h.queue_index(QueueKind::Compression);
+    let req = comp_req(OP_COMPRESS, COMP_LZ4, 0, b"abcabcabc");
+    let r = h.alloc(&req);
+    let o = h.alloc_out(64);
+    let end = MEM_SIZE as u64;
+    for descs in [
+        vec![(end + 0x1000, req.len() as u32, false), (o, 64, true)],
+        vec![(r, req.len() as u32, false), (end - 8, 64, true)], // straddles the end
+        vec![(r, req.len() as u32, false), (u64::MAX - 4, 16, true)], // wraps
+        vec![(end - 16, u32::MAX, false), (o, 64, true)],
+    ] {
+        h.push_chain(q, &descs);
+        h.kick(q);
+        assert_eq!(h.take_used(q).len(), 1);
+    }
+    let m = h.dev.metrics();
+    assert_eq!(m.get(&m.bad_address), 4);
+    ok_request(&mut h);
+}
+
+#[test]
+fn oversized_requests_and_output_caps() {
+    let mut h = Harness::new(0);
+    // 129 KiB of source against a 128 KiB max_data_size.
+    let big = vec![b'z'; 129 << 10];
+    let d = h.data(
+        QueueKind::Compression,
+        &comp_req(OP_COMPRESS, COMP_LZ4, 0, &big),
+        64,
+    );
+    assert_eq!(d.status, Status::BadMsg as u32);
+    // A huge writable area is fine: the trailer goes at its very end, output is capped.
+    let q = h.queue_index(QueueKind::Compression);
+    let small = comp_req(OP_COMPRESS, COMP_LZ4, 0, b"0123456789");
+    let r = h.alloc(&small);
+    let o = h.alloc_out(4 << 20);
+    h.push_chain(q, &[(r, small.len() as u32, false), (o, 4 << 20, true)]);
+    h.kick(q);
+    let used = h.take_used(q);
+    assert_eq!(used[0].1, 11 + 8);
+    let mut tr = [0u8; 8];
+    h.mem
+        .read_slice(&mut tr, GuestAddress(o + (4 << 20) - 8))
+        .unwrap();
+    assert_eq!(tr, [0, 0, 0, 0, 11, 0, 0, 0]);
+}
+
+#[test]
+fn indirect_and_scattered_chains() {
+    let mut h = Harness::new(0);
+    let q = h.queue_index(QueueKind::Compression);
+    let req = comp_req(OP_COMPRESS, COMP_DEFLATE, 1, &b"scatter gather ".repeat(20));
+    // Header split mid-field over three readable descriptors, output over three writable.
+    let parts = [&req[..10], &req[10..70], &req[70..]];
+    let mut descs: Vec<Desc> = parts
+        .iter()
+        .map(|p| (h.alloc(p), p.len() as u32, false))
+        .collect();
+    let outs = [h.alloc_out(5), h.alloc_out(100), h.alloc_out(3)];
+    descs.extend([(outs[0], 5, true), (outs[1], 100, true), (outs[2], 3, true)]);
+    h.push_indirect(q, &descs);
+    h.kick(q);
+    let used = h.take_used(q);
+    assert_eq!(used.len(), 1);
+    let mut out = [0u8; 108];
+    h.mem
+        .read_slice(&mut out[..5], GuestAddress(outs[0]))
+        .unwrap();
+    h.mem
+        .read_slice(&mut out[5..105], GuestAddress(outs[1]))
+        .unwrap();
+    h.mem
+        .read_slice(&mut out[105..], GuestAddress(outs[2]))
+        .unwrap();
+    let status = u32::from_le_bytes(out[100..104].try_into().unwrap());
+    let len = u32::from_le_bytes(out[104..108].try_into().unwrap()) as usize;
+    assert_eq!(status, 0);
+    assert_eq!(used[0].1 as usize, len + 8);
+    let mut d = flate2::Decompress::new(false);
+    let mut plain = vec![0u8; 400];
+    d.decompress(&out[..len], &mut plain, flate2::FlushDecompress::Finish)
+        .unwrap();
+    assert_eq!(
+        &plain[..d.total_out() as usize],
+        &b"scatter gather ".repeat(20)[..]
+    );
+}
+
+#[test]
+fn event_idx_suppresses_interrupts() {
+    // Without EVENT_IDX: one interrupt per processed batch.
+    let mut h = Harness::new(0);
+    ok_request(&mut h);
+    assert_eq!(h.irq.queue_count(), 1);
+    // With EVENT_IDX and used_event left far ahead, the driver asked for no interrupt.
+    let mut h = Harness::with(0, test_config(), features_all() | (1 << VIRTIO_F_EVENT_IDX));
+    let q = h.queue_index(QueueKind::Compression);
+    let used_event_addr = GuestAddress(q as u64 * 0x1_0000 + 64 * 16 + 4 + 2 * 64);
+    // virtio-queue always signals the very first time (it has no previous index to compare).
+    ok_request(&mut h);
+    assert_eq!(h.irq.queue_count(), 1);
+    h.mem.write_obj(100u16, used_event_addr).unwrap();
+    ok_request(&mut h);
+    assert_eq!(h.irq.queue_count(), 1, "used_event far ahead: no interrupt");
+    // used_event = 2: the completion moving used idx from 2 to 3 crosses it.
+    h.mem.write_obj(2u16, used_event_addr).unwrap();
+    ok_request(&mut h);
+    assert_eq!(h.irq.queue_count(), 2);
+}
+
+#[test]
+fn reset_stops_the_old_handler_and_wipes_state() {
+    let mut h = Harness::new(1);
+    let (_, sess) = h.create_session(&[3; 32]);
+    let q = h.queue_index(QueueKind::Crypto);
+    let req = crypto_req(OP_ENCRYPT, sess, None, &[0; 12], b"", &vec![1; 100_000], 16);
+    let r = h.alloc(&req);
+    let o = h.alloc_out(100_024);
+    h.push_chain(q, &[(r, req.len() as u32, false), (o, 100_024, true)]);
+    h.kick(q);
+    VirtioDevice::<GuestMemoryMmap>::reset(&mut h.dev);
+    // Whatever the worker finishes now is dropped, not written.
+    std::thread::sleep(Duration::from_millis(50));
+    let fd = h.handler.fds().len() - 1;
+    h.handler.handle(fd);
+    h.kick(q);
+    assert!(h.take_used(q).is_empty());
+    let mut tr = [0u8; 8];
+    h.mem
+        .read_slice(&mut tr, GuestAddress(o + 100_016))
+        .unwrap();
+    assert_eq!(tr, [POISON; 8]);
+    assert_eq!(h.dev.session_counts(), (0, 0));
+}
