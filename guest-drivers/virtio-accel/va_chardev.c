@@ -8,13 +8,16 @@
 #include <crypto/acompress.h>
 #include <linux/fs.h>
 #include <linux/module.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include "virtio_accel_drv.h"
 #include "va_chardev.h"
 
 /* Largest in-kernel acomp round trip (linear kmalloc buffers for sg_init_one). */
 #define VA_KCOMP_MAX (128 * 1024)
+#define VA_KCOMP_MAX_ITER 1000000
 
 bool va_file_owns(struct va_file *f, u64 handle, bool sa)
 {
@@ -247,13 +250,15 @@ static long va_ioctl_kcomp(struct va_file *f, void __user *arg)
 	struct acomp_req *req;
 	DECLARE_CRYPTO_WAIT(wait);
 	void *in = NULL, *out = NULL;
+	unsigned int i;
+	u64 start;
 	int err;
 
 	if (copy_from_user(&k, arg, sizeof(k)))
 		return -EFAULT;
 	k.alg[sizeof(k.alg) - 1] = '\0';
 	if (k.decompress > 1 || !k.src_len || !k.dst_len || k.src_len > VA_KCOMP_MAX ||
-	    k.dst_len > VA_KCOMP_MAX)
+	    k.dst_len > VA_KCOMP_MAX || k.iterations > VA_KCOMP_MAX_ITER || k.reserved)
 		return -EINVAL;
 	tfm = crypto_alloc_acomp(k.alg, 0, 0);
 	if (IS_ERR(tfm))
@@ -270,11 +275,23 @@ static long va_ioctl_kcomp(struct va_file *f, void __user *arg)
 		goto out;
 	sg_init_one(&src, in, k.src_len);
 	sg_init_one(&dst, out, k.dst_len);
-	acomp_request_set_params(req, &src, &dst, k.src_len, k.dst_len);
-	acomp_request_set_callback(req, CRYPTO_TFM_REQ_MAY_BACKLOG | CRYPTO_TFM_REQ_MAY_SLEEP,
-				   crypto_req_done, &wait);
-	k.error = crypto_wait_req(k.decompress ? crypto_acomp_decompress(req) :
-				  crypto_acomp_compress(req), &wait);
+	start = ktime_get_ns();
+	for (i = 0; i < max(k.iterations, 1U); i++) {
+		acomp_request_set_params(req, &src, &dst, k.src_len, k.dst_len);
+		acomp_request_set_callback(req, CRYPTO_TFM_REQ_MAY_BACKLOG |
+					   CRYPTO_TFM_REQ_MAY_SLEEP, crypto_req_done, &wait);
+		crypto_init_wait(&wait);
+		k.error = crypto_wait_req(k.decompress ? crypto_acomp_decompress(req) :
+					  crypto_acomp_compress(req), &wait);
+		if (k.error)
+			break;
+		if (fatal_signal_pending(current)) {
+			k.error = -EINTR;
+			break;
+		}
+		cond_resched();
+	}
+	k.elapsed_ns = ktime_get_ns() - start;
 	k.dst_len = k.error ? 0 : req->dlen;
 	err = 0;
 	if (k.dst_len && copy_to_user(u64_to_user_ptr(k.dst), out, k.dst_len))

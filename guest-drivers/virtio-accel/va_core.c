@@ -262,8 +262,10 @@ static void va_queue_tasklet(unsigned long data)
 	}
 	do {
 		virtqueue_disable_cb(q->vq);
-		while ((req = virtqueue_get_buf(q->vq, &len)))
+		while ((req = virtqueue_get_buf(q->vq, &len))) {
+			req->used_len = len;
 			list_add_tail(&req->node, &done);
+		}
 	} while (!virtqueue_enable_cb(q->vq) && !virtqueue_is_broken(q->vq));
 
 	list_for_each_entry_safe(req, tmp, &q->pending, node) {
@@ -294,8 +296,9 @@ static void va_queue_tasklet(unsigned long data)
 		req->progress(req);
 	list_for_each_entry_safe(req, tmp, &failed, pnode)
 		req->done(req, -EIO);
+	/* Spec §5: used len 0 means the device could not answer the chain (no trailer). */
 	list_for_each_entry_safe(req, tmp, &done, node)
-		req->done(req, 0);
+		req->done(req, req->used_len ? 0 : -EIO);
 }
 
 static void va_vq_callback(struct virtqueue *vq)
@@ -335,7 +338,7 @@ static void va_queues_drain(struct va_dev *dev)
 
 		tasklet_kill(&q->tasklet);
 		while ((req = virtqueue_get_buf(q->vq, &len)))
-			req->done(req, 0);
+			req->done(req, len ? 0 : -EIO);
 		while ((req = virtqueue_detach_unused_buf(q->vq)))
 			req->done(req, -ENODEV);
 		list_for_each_entry_safe(req, tmp, &q->pending, node) {

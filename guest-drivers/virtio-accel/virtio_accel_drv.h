@@ -44,6 +44,7 @@ struct va_req {
 	struct scatterlist *sgs[4];
 	unsigned int n_out, n_in;
 	bool backlogged;
+	unsigned int used_len;		/* from the used ring; 0 = the device wrote no trailer */
 	void (*done)(struct va_req *req, int err);
 	/* A backlogged request (-EBUSY) was accepted into the ring: report -EINPROGRESS. */
 	void (*progress)(struct va_req *req);

@@ -130,17 +130,24 @@ struct virtio_accel_ioc_stats {
 	__u64 reserved[4];
 };				/* 288 bytes */
 
-/* VIRTIO_ACCEL_IOC_KCOMP: one compression operation through the in-kernel crypto API (acomp). */
+/*
+ * VIRTIO_ACCEL_IOC_KCOMP: (de)compression through the in-kernel crypto API (acomp), by algorithm
+ * name ("deflate": the highest priority implementation) or driver name ("deflate-scomp": the
+ * kernel's software one). Runs the same operation @iterations times on one tfm (for benchmarks).
+ */
 struct virtio_accel_ioc_kcomp {
-	char alg[64];		/* in: algorithm name, e.g. "deflate" or "lz4" */
+	char alg[64];		/* in: algorithm or driver name */
 	__u32 decompress;	/* in: 0 compress, 1 decompress */
 	__u32 src_len;		/* in */
 	__u64 src;		/* in: user pointer */
 	__u64 dst;		/* in: user pointer */
 	__u32 dst_len;		/* in: capacity; out: bytes produced */
 	__s32 error;		/* out: what crypto_acomp_(de)compress returned */
+	__u32 iterations;	/* in: 0 or 1 = once */
+	__u32 reserved;
+	__u64 elapsed_ns;	/* out: time for all iterations */
 	char driver[64];	/* out: cra_driver_name of the implementation used */
-};				/* 160 bytes */
+};				/* 176 bytes */
 
 #define VIRTIO_ACCEL_IOC_INFO		_IOR(VIRTIO_ACCEL_IOC_MAGIC, 0x00, struct virtio_accel_ioc_info)
 #define VIRTIO_ACCEL_IOC_SESSION_CREATE	_IOWR(VIRTIO_ACCEL_IOC_MAGIC, 0x01, struct virtio_accel_ioc_session)

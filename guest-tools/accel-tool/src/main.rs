@@ -1,0 +1,187 @@
+//! accel-tool: the guest-side tool for the virtio-accel device (static binary in the guest
+//! image). `info`, `stats`, `selftest`, `bench`, `kcomp`; see `accel-tool help`.
+
+mod afalg;
+mod bench;
+mod dev;
+mod selftest;
+mod uapi;
+mod util;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use dev::AccelDev;
+
+const USAGE: &str = "usage: accel-tool [-d N] COMMAND
+  info                  device information and the crypto API drivers
+  stats                 driver statistics of /dev/virtio-accel<N>
+  selftest              known-answer and cross-checks (AF_ALG, char device, kernel acomp)
+  bench [--time-ms T] [--sizes a,b,..] [--batch B] [--aead-only|--comp-only]
+  kcomp ALG compress|decompress INFILE OUTFILE
+                        one (de)compression through the in-kernel acomp API
+options: -d N selects /dev/virtio-accelN (default 0)";
+
+fn info(index: u32) -> std::io::Result<()> {
+    let d = AccelDev::open(index)?;
+    let i = d.info()?;
+    println!("device        {}", d.path);
+    println!(
+        "services      {:#x} (crypto {} compression {} ipsec {})",
+        i.services,
+        i.services & 1 != 0,
+        i.services & 2 != 0,
+        i.services & 4 != 0
+    );
+    println!(
+        "algorithms    crypto {:#x} compression {:#x} ipsec {:#x}",
+        i.crypto_algos, i.comp_algos, i.ipsec_algos
+    );
+    println!(
+        "queues        crypto {} compression {} ipsec {}",
+        i.crypto_queues, i.comp_queues, i.ipsec_queues
+    );
+    println!(
+        "limits        sessions {} sas {} data {} key {}",
+        i.max_sessions, i.max_sas, i.max_data_size, i.max_key_len
+    );
+    println!("features      {:#x}", i.features);
+    for e in util::proc_crypto()
+        .iter()
+        .filter(|e| e.driver.starts_with("virtio_accel"))
+    {
+        println!(
+            "crypto api    {:<20} {:<30} priority {} selftest {} refcnt {}",
+            e.name, e.driver, e.priority, e.selftest, e.refcnt
+        );
+    }
+    Ok(())
+}
+
+fn stats(index: u32) -> std::io::Result<()> {
+    let s = AccelDev::open(index)?.stats()?;
+    for (i, n) in uapi::STAT_NAMES.iter().enumerate() {
+        println!(
+            "{n:<11} ops {:>10} errors {:>8} bytes_in {:>14} bytes_out {:>14}",
+            s.ops[i], s.errors[i], s.bytes_in[i], s.bytes_out[i]
+        );
+    }
+    println!(
+        "api_ops {} chardev_ops {} auth_failures {} backlogged {} rejected_busy {} ctrl_ops {} sessions_live {} sas_live {}",
+        s.api_ops,
+        s.chardev_ops,
+        s.auth_failures,
+        s.backlogged,
+        s.rejected_busy,
+        s.ctrl_ops,
+        s.sessions_live,
+        s.sas_live
+    );
+    Ok(())
+}
+
+fn kcomp(index: u32, args: &[String]) -> std::io::Result<()> {
+    let [alg, dir, inf, outf] = args else {
+        return Err(std::io::Error::other(USAGE));
+    };
+    let data = std::fs::read(inf)?;
+    let decompress = match dir.as_str() {
+        "compress" => false,
+        "decompress" => true,
+        _ => return Err(std::io::Error::other(USAGE)),
+    };
+    let cap = if decompress {
+        128 << 10
+    } else {
+        data.len() + data.len() / 8 + 1024
+    };
+    let (out, driver, _) = AccelDev::open(index)?.kcomp(alg, decompress, &data, cap, 1)?;
+    std::fs::write(outf, &out)?;
+    println!("{alg}: {} -> {} bytes by {driver}", data.len(), out.len());
+    Ok(())
+}
+
+fn parse_bench(args: &[String]) -> Result<bench::BenchOpts, String> {
+    let mut o = bench::BenchOpts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--time-ms" => {
+                let ms: u64 = val()?.parse().map_err(|e| format!("--time-ms: {e}"))?;
+                o.time = Duration::from_millis(ms);
+            }
+            "--sizes" => {
+                o.sizes = val()?
+                    .split(',')
+                    .map(|s| s.parse::<usize>().map_err(|e| format!("--sizes: {e}")))
+                    .collect::<Result<_, _>>()?;
+                if o.sizes.iter().any(|&s| s == 0 || s > 128 << 10) {
+                    return Err("--sizes: each size must be 1..=131072".into());
+                }
+            }
+            "--batch" => {
+                o.batch = val()?.parse().map_err(|e| format!("--batch: {e}"))?;
+                if o.batch == 0 || o.batch > uapi::MAX_BATCH {
+                    return Err(format!("--batch: 1..={}", uapi::MAX_BATCH));
+                }
+            }
+            "--aead-only" => o.comp = false,
+            "--comp-only" => o.aead = false,
+            other => return Err(format!("unknown bench option {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut index = 0;
+    if args.first().map(String::as_str) == Some("-d") {
+        match args.get(1).and_then(|s| s.parse().ok()) {
+            Some(n) => index = n,
+            None => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+        args.drain(..2);
+    }
+    let Some(cmd) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    let r = match cmd.as_str() {
+        "info" => info(index),
+        "stats" => stats(index),
+        "selftest" => match selftest::run(index) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        "bench" => match parse_bench(rest) {
+            Ok(o) => bench::run(index, &o),
+            Err(e) => {
+                eprintln!("accel-tool: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        "kcomp" => kcomp(index, rest),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("accel-tool: unknown command {other}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accel-tool: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
