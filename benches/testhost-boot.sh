@@ -39,7 +39,8 @@ cmd=$(echo "echo l2-bench" | base64)
 i=1
 while [ "$i" -le "$RUNS" ]; do
     t0=$(now)
-    qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 1 -m 512M \
+    # Bounded: a nested boot very rarely hangs (seen once in ~40); it is reported, not waited for.
+    timeout 120 qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 1 -m 512M \
         -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
         -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
         -append "console=ttyS0 quiet panic=-1 accelvm.cmd=$cmd" </dev/null |
@@ -58,11 +59,13 @@ done
 '
 l2_out=$("$TESTHOST" -- sh -c "RUNS=$RUNS; $L2_SCRIPT" 2>/dev/null | tr -d '\r')
 grep '^L2_RUN' <<<"$l2_out" >&2 || { echo "no L2 results; test host output:" >&2; echo "$l2_out" >&2; exit 1; }
-grep -q ' nan' <<<"$l2_out" && { echo "an L2 boot lacked a marker:" >&2; echo "$l2_out" >&2; exit 1; }
+hung=$(grep -c '^L2_RUN .* nan' <<<"$l2_out" || true)
+[[ $hung -eq 0 ]] || echo "warning: $hung L2 boot(s) hung (killed after 120 s); medians exclude them" >&2
 
 printf '\n%-44s %10s  (%s runs)\n' "boot phase" "median s" "$RUNS"
 printf '%-44s %10s\n' "test host: start -> TESTHOST_READY" "$(printf '%s\n' "${host_ready[@]}" | median)"
 printf '%-44s %10s\n' "test host: start -> exit (command: true)" "$(printf '%s\n' "${host_total[@]}" | median)"
-printf '%-44s %10s\n' "L2 microvm: QEMU start -> ACCELVM_INIT_START" "$(awk '/^L2_RUN/ { print $3 }' <<<"$l2_out" | median)"
-printf '%-44s %10s\n' "L2 microvm: QEMU start -> ACCELVM_EXIT" "$(awk '/^L2_RUN/ { print $4 }' <<<"$l2_out" | median)"
-printf '%-44s %10s\n' "L2 microvm: QEMU start -> QEMU exited" "$(awk '/^L2_RUN/ { print $5 }' <<<"$l2_out" | median)"
+printf '%-44s %10s\n' "L2 microvm: QEMU start -> ACCELVM_INIT_START" "$(awk '/^L2_RUN/ && $3 != "nan" { print $3 }' <<<"$l2_out" | median)"
+printf '%-44s %10s\n' "L2 microvm: QEMU start -> ACCELVM_EXIT" "$(awk '/^L2_RUN/ && $4 != "nan" { print $4 }' <<<"$l2_out" | median)"
+[[ $hung -eq 0 ]] || printf '%-44s %10s\n' "L2 microvm: hung boots" "$hung"
+printf '%-44s %10s\n' "L2 microvm: QEMU start -> QEMU exited" "$(awk '/^L2_RUN/ && $4 != "nan" { print $5 }' <<<"$l2_out" | median)"

@@ -5,6 +5,8 @@
 #   images/out/kernel-version      e.g. 6.1.0-56-cloud-amd64
 #   images/out/initrd.img          guest initramfs (busybox, virtio + crypto modules, accelvm init)
 #   images/out/testhost-initrd.img test host initramfs (kvm modules, QEMU, iproute2, guest image)
+#   images/out/kernel-build        link to extracted headers for out-of-tree modules (guest driver):
+#                                  make -C images/out/kernel-build M=$PWD modules
 # Idempotent: the kernel package is cached under images/cache/, and each initramfs is rebuilt only
 # when a stamp over its inputs changes. Nothing is installed on the system.
 set -euo pipefail
@@ -82,7 +84,7 @@ fetch_kernel() {
     KVER=${pkg#linux-image-}
     KROOT="$CACHE/kernel-$KVER/root"
     mkdir -p "$CACHE/debs"
-    deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
+    deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | LC_ALL=C sort | tail -n1)
     if [[ -z "$deb" ]]; then
         log "downloading $pkg"
         (cd "$CACHE/debs" && apt-get download -q "$pkg" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
@@ -90,6 +92,7 @@ fetch_kernel() {
         deb=$(find "$CACHE/debs" -maxdepth 1 -name "${pkg}_*.deb" | head -n1)
         [[ -n "$deb" ]] || die "apt-get download $pkg failed"
     fi
+    KDEB="$deb"
     if [[ ! -f "$CACHE/kernel-$KVER/.extracted" ]]; then
         log "extracting $(basename "$deb")"
         rm -rf "$CACHE/kernel-$KVER"
@@ -100,6 +103,37 @@ fetch_kernel() {
         touch "$CACHE/kernel-$KVER/.extracted"
     fi
     log "kernel $KVER"
+}
+
+# Extracts the headers, common headers and kbuild packages of KVER into one folder (cached) and
+# links images/out/kernel-build to it, so guest modules build with `make -C ... M=...`.
+fetch_kernel_headers() {
+    local hroot="$CACHE/headers-$KVER/root" version pkgs p deb kdir
+    kdir="$hroot/usr/src/linux-headers-$KVER"
+    if [[ ! -f "$CACHE/headers-$KVER/.extracted" ]]; then
+        version=$(dpkg-deb -f "$KDEB" Version)
+        mapfile -t pkgs < <(apt-cache depends "linux-headers-$KVER" |
+            awk '/Depends: linux-(headers|kbuild)-/ { print $2 }')
+        pkgs=("linux-headers-$KVER" "${pkgs[@]}")
+        [[ ${#pkgs[@]} -ge 3 ]] || die "cannot resolve the headers packages of $KVER"
+        rm -rf "$CACHE/headers-$KVER"
+        mkdir -p "$hroot"
+        for p in "${pkgs[@]}"; do
+            deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${version}_*.deb" | head -n1)
+            if [[ -z "$deb" ]]; then
+                log "downloading $p=$version"
+                (cd "$CACHE/debs" && apt-get download -q "$p=$version" 2>&1 |
+                    grep -v '^W: Download is performed unsandboxed' >&2) || true
+                deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${version}_*.deb" | head -n1)
+                [[ -n "$deb" ]] || die "apt-get download $p=$version failed"
+            fi
+            dpkg-deb -x "$deb" "$hroot"
+        done
+        # The flavour's Makefile includes the -common one by its installed /usr/src path.
+        sed -i "s|^include /usr/src/|include $hroot/usr/src/|" "$kdir/Makefile"
+        touch "$CACHE/headers-$KVER/.extracted"
+    fi
+    ln -sfn "$kdir" "$OUT/kernel-build"
 }
 
 # Unpacks the ELF vmlinux from the bzImage's LZ4 payload (the extract-vmlinux approach: find the
@@ -194,37 +228,12 @@ make_cpio() {
 GUEST_DRIVER_DIR="$REPO_DIR/guest-drivers/virtio-accel"
 ACCEL_TOOL_BIN="$REPO_DIR/target/x86_64-unknown-linux-gnu/release/accel-tool"
 
-# Downloads (cached) the headers of exactly the kernel the image boots (same package version) and
-# extracts -cloud-amd64, -common and linux-kbuild-6.1 into one folder; sets KHDR.
-fetch_kernel_headers() {
-    local dir="$CACHE/headers-$KVER" ver p deb
-    KHDR="$dir/root/usr/src/linux-headers-$KVER"
-    [[ -f "$dir/.extracted" ]] && return
-    deb=$(find "$CACHE/debs" -maxdepth 1 -name "linux-image-${KVER}_*.deb" | head -n1)
-    ver=$(dpkg-deb -f "$deb" Version)
-    rm -rf "$dir"
-    mkdir -p "$dir/root"
-    for p in "linux-headers-$KVER" "linux-headers-${KVER%-cloud-amd64}-common" "linux-kbuild-${KVER%%.0-*}"; do
-        deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${ver}_*.deb" | head -n1)
-        if [[ -z "$deb" ]]; then
-            log "downloading $p=$ver"
-            (cd "$CACHE/debs" && apt-get download -q "$p=$ver" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
-                true
-            deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${ver}_*.deb" | head -n1)
-            [[ -n "$deb" ]] || die "apt-get download $p=$ver failed"
-        fi
-        dpkg-deb -x "$deb" "$dir/root"
-    done
-    # The -cloud-amd64 Makefile includes the -common one by its absolute /usr/src path.
-    sed -i "s|/usr/src/|$dir/root/usr/src/|g" "$KHDR/Makefile"
-    touch "$dir/.extracted"
-}
-
 # Builds the guest driver modules against KHDR (make is incremental; the .ko files land next to the
 # sources, where add_guest_extras picks them up).
 build_guest_driver() {
     [[ -d "$GUEST_DRIVER_DIR" ]] || return 0
     fetch_kernel_headers
+    KHDR="$CACHE/headers-$KVER/root/usr/src/linux-headers-$KVER"
     make -s -C "$KHDR" M="$GUEST_DRIVER_DIR" modules >&2 || die "guest driver build failed"
 }
 
@@ -345,6 +354,7 @@ main() {
     mkdir -p "$CACHE" "$OUT"
     timed "kernel package" fetch_kernel
     install_kernel_outputs
+    timed "kernel headers" fetch_kernel_headers
     timed "guest driver" build_guest_driver
     timed "accel-tool" build_accel_tool
     timed "guest initrd" build_guest_initrd

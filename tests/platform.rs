@@ -5,8 +5,11 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{
-    QEMU_MICROVM_GUEST_FN, ScenarioOutput, guest_cmd_arg, guest_kernel_version, run_scenario,
+    QEMU_MICROVM_GUEST_FN, ScenarioOptions, ScenarioOutput, guest_cmd_arg, guest_kernel_version,
+    run_scenario, run_scenario_with,
 };
 
 /// The guest: QEMU microvm, with a user-mode netdev (restrict=on) for an eth0 that needs no host
@@ -68,7 +71,11 @@ fn assert_in_order(out: &ScenarioOutput, lines: &[&str]) {
 
 #[test]
 fn microvm_boots_guest_image_under_kvm() {
-    let out = run_scenario(&guest_boot_scenario());
+    let opts = ScenarioOptions {
+        timeout: Duration::from_secs(600),
+        ..ScenarioOptions::default()
+    };
+    let out = run_scenario_with(&guest_boot_scenario(), &opts);
     out.assert_success();
     assert_eq!(out.marker("HOST_KVM="), "yes", "{}", out.dump());
 

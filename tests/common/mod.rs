@@ -25,15 +25,18 @@ pub fn guest_cmd_arg(cmd: &str) -> String {
 
 /// Shell function for scenarios: `qemu_microvm_guest 'KERNEL ARGS' [QEMU ARGS...]` boots the guest
 /// image with QEMU's own microvm machine under KVM (the reference to compare accelvm with), console
-/// on stdout, and returns QEMU's status. Paste it at the top of a scenario script.
+/// on stdout, and returns QEMU's status. A boot that has not finished after `$GUEST_TIMEOUT` seconds
+/// (default 240; a boot takes ~10 s in the test host) is killed, so a rare hung nested boot fails the
+/// test quickly with its output instead of running into the scenario timeout.
+/// Paste it at the top of a scenario script.
 pub const QEMU_MICROVM_GUEST_FN: &str = r#"
 qemu_microvm_guest() {
     _append="$1"
     shift
-    qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
+    timeout "${GUEST_TIMEOUT:-240}" qemu-system-x86_64 -M microvm -accel kvm -cpu host -smp 2 -m 512M \
         -nodefaults -no-user-config -nographic -serial stdio -no-reboot \
         -kernel "$ACCELVM_GUEST_KERNEL" -initrd "$ACCELVM_GUEST_INITRD" \
-        -append "console=ttyS0 quiet panic=-1 $_append" "$@"
+        -append "console=ttyS0 quiet panic=-1 pci=off $_append" "$@"
 }
 "#;
 
@@ -179,6 +182,7 @@ pub fn run_scenario(script: &str) -> ScenarioOutput {
 /// the output so far on timeout, and when the test host failed (no `TESTHOST_EXIT` line).
 pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
     let mode = mode();
+    eprintln!("scenario mode: {mode:?} (set {MODE_ENV}=direct|testhost to force one)");
     check_accelvm_fresh(script);
     match mode {
         Mode::Direct => run_direct(script, opts),
@@ -249,22 +253,43 @@ fn run_direct(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
         }
         None => bin_dir().into_os_string(),
     };
+    let script_path = write_script(&workdir, script);
     let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(format!("exec 2>&1\n{script}"))
+    cmd.arg(&script_path)
         .current_dir(&workdir.0)
         .env("PATH", path)
         .env("ACCELVM_GUEST_KERNEL", images.join("vmlinuz"))
         .env("ACCELVM_GUEST_VMLINUX", images.join("vmlinux"))
         .env("ACCELVM_GUEST_INITRD", images.join("initrd.img"));
-    let (stdout, status) = run_bounded(cmd, opts.timeout);
-    ScenarioOutput { stdout, status }
+    let done = run_bounded(cmd, opts.timeout);
+    // The script merges stderr into stdout; only sh's own complaints can arrive here.
+    ScenarioOutput {
+        stdout: done.out + &done.err,
+        status: done.code,
+    }
+}
+
+/// Where the scenario script lands inside the test host.
+const TESTHOST_SCRIPT: &str = "/testhost/scenario.sh";
+
+/// Writes the scenario to a file (no argument-length limit) with stderr merged into stdout, as on
+/// the test host's console.
+fn write_script(dir: &TempDir, script: &str) -> PathBuf {
+    let path = dir.0.join("scenario.sh");
+    std::fs::write(&path, format!("exec 2>&1\n{script}\n"))
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    path
 }
 
 fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
     let timeout = opts.timeout.as_secs().max(1);
+    let workdir = TempDir::new();
+    let script_path = write_script(&workdir, script);
     let mut cmd = Command::new(repo_dir().join("images").join("testhost"));
-    cmd.arg("--mem")
+    cmd.arg("--batch")
+        .arg("--add")
+        .arg(format!("{}={TESTHOST_SCRIPT}", script_path.display()))
+        .arg("--mem")
         .arg(opts.testhost_mem_mib.to_string())
         .arg("--cpus")
         .arg(opts.testhost_cpus.to_string())
@@ -272,28 +297,52 @@ fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
         .arg(timeout.to_string())
         .arg("--")
         .arg("sh")
-        .arg("-c")
-        .arg(format!("exec 2>&1\n{script}"))
+        .arg(TESTHOST_SCRIPT)
         .env("ACCELVM_BIN_DIR", bin_dir());
     // images/testhost enforces the timeout itself; this bound (a little later) is the backstop.
-    let (stdout, testhost_status) = run_bounded(cmd, opts.timeout + Duration::from_secs(30));
-    let status = stdout
-        .lines()
-        .filter_map(|l| l.trim_end().strip_prefix("TESTHOST_EXIT="))
-        .next_back()
-        .and_then(|s| s.parse::<i32>().ok());
-    match status {
-        Some(status) => ScenarioOutput { stdout, status },
+    let done = run_bounded(cmd, opts.timeout + Duration::from_secs(30));
+    match scenario_part(&done.out) {
+        Some((stdout, status)) => ScenarioOutput { stdout, status },
         None => panic!(
             "the test host failed before the scenario finished (images/testhost exit status \
-             {testhost_status})\n{}",
+             {})\n{}",
+            done.code,
             ScenarioOutput {
-                stdout,
-                status: testhost_status
+                stdout: done.out + &done.err,
+                status: done.code
             }
             .dump()
         ),
     }
+}
+
+/// The scenario's own output inside the test host's console log — the lines between
+/// `TESTHOST_READY` and the last `TESTHOST_EXIT=<n>` — and n, so tests see the same output in both
+/// modes. None when the test host never got there.
+fn scenario_part(console: &str) -> Option<(String, i32)> {
+    let lines: Vec<&str> = console.lines().collect();
+    let ready = lines.iter().position(|l| l.starts_with("TESTHOST_READY"))?;
+    let (exit, status) = lines.iter().enumerate().rev().find_map(|(i, l)| {
+        let n = l
+            .trim_end()
+            .strip_prefix("TESTHOST_EXIT=")?
+            .parse::<i32>()
+            .ok()?;
+        Some((i, n))
+    })?;
+    if exit <= ready {
+        return None;
+    }
+    let mut out = lines[ready + 1..exit].join("\n");
+    out.push('\n');
+    Some((out, status))
+}
+
+/// What a finished process printed, and its exit status (128 + signal when killed).
+struct Finished {
+    out: String,
+    err: String,
+    code: i32,
 }
 
 /// Kills the whole process group of a spawned scenario when dropped, so nothing (QEMU, a VMM, a
@@ -336,7 +385,7 @@ impl Drop for GroupGuard {
 /// Runs `cmd` in its own process group with stdout (and stderr, which scripts redirect to it)
 /// collected; echoes each line to the test's stderr (shown on failure, or with --nocapture).
 /// Returns the output and exit status; panics with the output on timeout.
-fn run_bounded(mut cmd: Command, timeout: Duration) -> (String, i32) {
+fn run_bounded(mut cmd: Command, timeout: Duration) -> Finished {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -376,16 +425,12 @@ fn run_bounded(mut cmd: Command, timeout: Duration) -> (String, i32) {
     };
     // The script is done; kill whatever it left behind, which also closes the pipes for the readers.
     drop(guard);
-    let mut out = out_reader.join().unwrap_or_default();
+    let out = out_reader.join().unwrap_or_default();
     let err = err_reader.join().unwrap_or_default();
-    if !err.is_empty() {
-        // images/testhost's own notes (retries, errors) come on stderr.
-        out.push_str(&err);
-    }
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    (out, code)
+    Finished { out, err, code }
 }
 
 fn collect_lines(stream: impl Read) -> String {
@@ -401,7 +446,8 @@ fn collect_lines(stream: impl Read) -> String {
     out
 }
 
-/// A scratch folder for a direct-mode scenario, removed on drop.
+/// A scratch folder for a scenario (its script; the working directory in direct mode), removed on
+/// drop.
 struct TempDir(PathBuf);
 
 impl TempDir {
@@ -421,5 +467,19 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_part_drops_the_test_host_framing() {
+        let console = "TESTHOST_INIT_START\nTESTHOST_READY kernel=x kvm=yes\na\nb\n\
+                       TESTHOST_EXIT=3\n[ 1.0] reboot: Power down\n";
+        assert_eq!(scenario_part(console), Some(("a\nb\n".to_string(), 3)));
+        assert_eq!(scenario_part("TESTHOST_INIT_START\n"), None);
+        assert_eq!(scenario_part("TESTHOST_EXIT=0\nTESTHOST_READY\n"), None);
     }
 }
