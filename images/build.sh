@@ -244,7 +244,8 @@ build_accel_tool() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found (needed for accel-tool)"
     (cd "$REPO_DIR" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release \
         -p accel-tool --target x86_64-unknown-linux-gnu >&2) || die "accel-tool build failed"
-    if ldd "$ACCEL_TOOL_BIN" >/dev/null 2>&1; then
+    # A static-pie binary makes ldd print "statically linked" and succeed: look for libraries.
+    if ldd "$ACCEL_TOOL_BIN" 2>&1 | grep -q '=>'; then
         die "$ACCEL_TOOL_BIN is not static"
     fi
 }
@@ -273,6 +274,20 @@ add_guest_extras() {
     fi
 }
 
+# ---- IPsec (issue 8): iproute2 and the xfrm/ESP/TUN modules in the guest ----
+# Busybox `ip` has no `ip xfrm`: iproute2's goes to /usr/sbin/ip (callers use the full path, busybox
+# sh runs its own applet for a bare `ip`). xfrm_user serves `ip xfrm`, esp4/esp6 the kernel's ESP
+# (look-aside), tun the full-offload gateway's inner interface.
+GUEST_IPSEC_MODULES=(xfrm_user esp4 esp6 tun)
+IPROUTE2_IP=/usr/sbin/ip
+[[ -x "$IPROUTE2_IP" ]] || IPROUTE2_IP=/sbin/ip
+
+add_ipsec_guest_tools() {
+    local root="$1"
+    [[ -x "$IPROUTE2_IP" ]] || die "iproute2 not installed (apt-get install iproute2)"
+    copy_with_libs "$(readlink -f "$IPROUTE2_IP")" "$root" /usr/sbin/ip
+}
+
 # Prints a hash over everything that goes into an image, so unchanged inputs skip the rebuild.
 inputs_stamp() {
     {
@@ -294,7 +309,7 @@ build_guest_initrd() {
         mapfile -t gd_kos < <(find "$REPO_DIR/guest-drivers" -name '*.ko' | LC_ALL=C sort)
     fi
     stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" \
-        "$(command -v iperf3 || true)" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
+        "$(command -v iperf3 || true)" "$IPROUTE2_IP" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
     if [[ -f "$OUT/initrd.img" && "$(cat "$CACHE/guest.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "guest initrd up to date"
         return
@@ -302,7 +317,8 @@ build_guest_initrd() {
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/guest/init" "$root/init"
     add_guest_extras "$root"
-    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}"
+    add_ipsec_guest_tools "$root"
+    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_IPSEC_MODULES[@]}"
     make_cpio "$root" "$OUT/initrd.img"
     printf '%s\n' "$stamp" >"$CACHE/guest.stamp"
     log "guest initrd: $(du -h "$OUT/initrd.img" | cut -f1)"

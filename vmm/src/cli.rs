@@ -74,6 +74,11 @@ pub struct RunArgs {
     #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]")]
     pub net: Vec<NetSpec>,
 
+    /// Add a virtio-accel device (crypto AES-GCM, compression deflate/LZ4, IPsec ESP) backed
+    /// by the software accelerator, all services on, after the NICs.
+    #[arg(long)]
+    pub accel: bool,
+
     /// KVM device node (for tests that simulate a missing or unusable /dev/kvm).
     #[arg(long, value_name = "PATH", env = KVM_DEVICE_ENV, default_value = DEFAULT_KVM_DEVICE, hide = true)]
     pub kvm_device: PathBuf,
@@ -96,6 +101,9 @@ pub enum CliError {
     /// A `--net` device could not be created.
     #[error(transparent)]
     Net(#[from] NetBuildError),
+    /// The `--accel` device could not be built.
+    #[error(transparent)]
+    Accel(#[from] crate::accel_config::AccelBuildError),
 }
 
 /// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
@@ -151,6 +159,11 @@ impl RunArgs {
         config.stdin_to_guest = true;
         for net in build_net_devices(&self.net)? {
             config.devices.push(Box::new(net));
+        }
+        if self.accel {
+            config
+                .devices
+                .push(Box::new(crate::accel_config::build_accel_device()?));
         }
         Ok(config)
     }

@@ -12,6 +12,7 @@
 //! # Ok::<(), accelvm::VmmError>(())
 //! ```
 
+pub mod accel_config;
 pub mod acpi;
 pub mod boot;
 pub mod bus;
