@@ -28,8 +28,10 @@ TAP=avmesp0
 GMAC=02:00:00:00:00:02
 BASE_CMDLINE="console=ttyS0 reboot=acpi panic=-1 quiet 8250.nr_uarts=1 accelvm.ip=192.0.2.2/24"
 VM=""
+TAIL=""
 cleanup() {
     [ -n "$VM" ] && kill "$VM" 2>/dev/null
+    [ -n "$TAIL" ] && kill "$TAIL" 2>/dev/null
     $IP netns pids "$NS" 2>/dev/null | xargs -r kill -9 2>/dev/null
     $IP netns del "$NS" 2>/dev/null
     true
@@ -80,11 +82,21 @@ rm -f /tmp/h; mkfifo /tmp/h; exec 9<>/tmp/h; i=0
 while [ $i -lt 90 ]; do nc 192.0.2.1 8000 <&9 >/tmp/s.sh && [ -s /tmp/s.sh ] && break; sleep 1; i=$((i + 1)); done
 exec sh /tmp/s.sh' >G.out 2>&1 &
 VM=$!
+# The guest's console, live (the emulated run is long; progress shows on the test host console).
+rm -f gpipe; mkfifo gpipe
+awk '{ print "guest: " $0; fflush() }' <gpipe &
+AWK=$!
+tail -f G.out >gpipe &
+TAIL=$!
 i=0; while ! nsx ping -c 1 -W 1 192.0.2.2 >/dev/null 2>&1 && [ $i -lt 150 ]; do i=$((i + 1)); done
 nsx $IP route add 198.51.100.2/32 via 192.0.2.2 src 198.51.100.1
 
-# Guest downloads h2g.bin through the tunnel and sends it back.
+# Guest downloads h2g.bin through the tunnel and sends it back (bounded: a broken tunnel must
+# fail the test with the guest's output, not hang it).
+( sleep 300; kill $ECHO_RX 2>/dev/null ) &
+WATCHDOG=$!
 wait $ECHO_RX
+kill $WATCHDOG 2>/dev/null
 cmp h2g.bin echo.bin && echo ECHO_MATCH
 echo "ECHO_BYTES=$(wc -c <echo.bin)"
 nsx ping -c 3 -W 2 198.51.100.2 >/dev/null && echo HOST_TUNNEL_PING_OK
@@ -119,10 +131,16 @@ nsx ping -c 2 -W 1 198.51.100.2 >/dev/null 2>&1 && echo HOST_PING_AFTER_SA_DEL=o
 # Plain TCP on the outer addresses (no policy covers them): the guest may finish.
 tcp_send 192.0.2.2 7001 done
 nsx $IP -s xfrm state | sed 's/^/peer xfrm: /'
+( sleep 240; kill $VM 2>/dev/null ) &
+WATCHDOG=$!
 wait $VM
 echo "VM_STATUS=$?"
+kill $WATCHDOG 2>/dev/null
 VM=""
-sed 's/^/guest: /' G.out
+sleep 1
+kill $TAIL 2>/dev/null
+TAIL=""
+wait $AWK
 "#;
 
 /// Guest side, shared by both paths; `@SETUP@`, `@REPORT@` and `@REMOVE@` are per path.

@@ -62,7 +62,7 @@ fn parse_u32(s: &str) -> Result<u32, String> {
 
 fn parse_key(s: &str) -> Result<Vec<u8>, String> {
     let h = s.strip_prefix("0x").unwrap_or(s);
-    if h.len() % 2 != 0 || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if !h.len().is_multiple_of(2) || !h.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!("key {s:?} is not hex"));
     }
     let k: Vec<u8> = (0..h.len())
