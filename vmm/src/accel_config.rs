@@ -15,6 +15,8 @@ use crate::memory::GuestMem;
 
 /// Worker threads of the software accelerator behind `--accel`.
 pub const ACCEL_WORKERS: usize = 2;
+/// Overrides [`ACCEL_WORKERS`] (0 = run jobs inline on the event loop), for diagnosis.
+pub const ACCEL_WORKERS_ENV: &str = "ACCELVM_ACCEL_WORKERS";
 
 /// Why the `--accel` device could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +34,11 @@ pub struct AccelDevice(Accel);
 
 /// Builds the `--accel` device with every service the software backend offers.
 pub fn build_accel_device() -> Result<AccelDevice, AccelBuildError> {
-    let backend = SoftwareAccelerator::new(ACCEL_WORKERS).map_err(AccelBuildError::Backend)?;
+    let workers = std::env::var(ACCEL_WORKERS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ACCEL_WORKERS);
+    let backend = SoftwareAccelerator::new(workers).map_err(AccelBuildError::Backend)?;
     let accel =
         Accel::new(Arc::new(backend), AccelConfig::default()).map_err(AccelBuildError::Device)?;
     Ok(AccelDevice(accel))
