@@ -21,6 +21,9 @@ META_PKG="linux-image-cloud-amd64"
 GUEST_BOOT_MODULES=(virtio_mmio virtio_pci virtio_net)
 GUEST_CRYPTO_MODULES=(cryptd crypto_simd aesni_intel ghash_clmulni_intel gf128mul ghash_generic gcm ctr
     af_alg algif_skcipher algif_aead algif_hash seqiv echainiv authenc)
+# IPsec in the guest (loaded on demand through modules.alias when `ip xfrm` needs them).
+GUEST_NET_MODULES=(xfrm_user xfrm_algo esp4 esp6 esp4_offload esp6_offload xfrm4_tunnel xfrm6_tunnel
+    tunnel4 tunnel6)
 # Test host: the guest set plus KVM and the networking/IPsec pieces later tests need.
 TESTHOST_MODULES=(irqbypass kvm kvm_amd kvm_intel tun bridge veth xfrm_user xfrm_algo xfrm_interface
     esp4 esp6 esp4_offload esp6_offload xfrm4_tunnel xfrm6_tunnel tunnel4 tunnel6 ipv6 af_key
@@ -58,6 +61,9 @@ need_tools() {
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     [[ ${#missing[@]} -eq 0 ]] || die "missing tools: ${missing[*]} (run ./test.sh or install kmod lz4 cpio busybox-static)"
+    IP_BIN=/usr/sbin/ip
+    [[ -x "$IP_BIN" ]] || IP_BIN=/sbin/ip
+    [[ -x "$IP_BIN" ]] || die "iproute2's ip not found (apt-get install iproute2)"
     # The initramfs copies busybox alone: it must be busybox-static, not the dynamic busybox package.
     if ldd "$(command -v busybox)" >/dev/null 2>&1; then
         die "$(command -v busybox) is dynamically linked: install busybox-static"
@@ -266,6 +272,8 @@ add_guest_extras() {
             log "note: $t not installed on the build machine; guest image ships without it"
         fi
     done
+    # iproute2's ip for `ip xfrm` (busybox's applet lacks it) at /usr/sbin/ip; see build_testhost_initrd.
+    copy_with_libs "$IP_BIN" "$root" /usr/sbin/ip
     # Free-form overlay: images/guest-extra/ is copied over the root as is (e.g. etc/accelvm/modules
     # lists extra modules for init to load; usr/bin/ tools).
     if [[ -d "$IMAGES_DIR/guest-extra" ]]; then
@@ -274,19 +282,8 @@ add_guest_extras() {
     fi
 }
 
-# ---- IPsec (issue 8): iproute2 and the xfrm/ESP/TUN modules in the guest ----
-# Busybox `ip` has no `ip xfrm`: iproute2's goes to /usr/sbin/ip (callers use the full path, busybox
-# sh runs its own applet for a bare `ip`). xfrm_user serves `ip xfrm`, esp4/esp6 the kernel's ESP
-# (look-aside), tun the full-offload gateway's inner interface.
-GUEST_IPSEC_MODULES=(xfrm_user esp4 esp6 tun)
-IPROUTE2_IP=/usr/sbin/ip
-[[ -x "$IPROUTE2_IP" ]] || IPROUTE2_IP=/sbin/ip
-
-add_ipsec_guest_tools() {
-    local root="$1"
-    [[ -x "$IPROUTE2_IP" ]] || die "iproute2 not installed (apt-get install iproute2)"
-    copy_with_libs "$(readlink -f "$IPROUTE2_IP")" "$root" /usr/sbin/ip
-}
+# ---- IPsec (issue 8): the full-offload gateway's inner interface is a TUN ----
+GUEST_IPSEC_MODULES=(tun)
 
 # Prints a hash over everything that goes into an image, so unchanged inputs skip the rebuild.
 inputs_stamp() {
@@ -308,8 +305,8 @@ build_guest_initrd() {
     if [[ -d "$REPO_DIR/guest-drivers" ]]; then
         mapfile -t gd_kos < <(find "$REPO_DIR/guest-drivers" -name '*.ko' | LC_ALL=C sort)
     fi
-    stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" \
-        "$(command -v iperf3 || true)" "$IPROUTE2_IP" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
+    stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" "$IP_BIN" \
+        "$(command -v iperf3 || true)" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
     if [[ -f "$OUT/initrd.img" && "$(cat "$CACHE/guest.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "guest initrd up to date"
         return
@@ -317,20 +314,17 @@ build_guest_initrd() {
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/guest/init" "$root/init"
     add_guest_extras "$root"
-    add_ipsec_guest_tools "$root"
-    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_IPSEC_MODULES[@]}"
+    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}" \
+        "${GUEST_IPSEC_MODULES[@]}"
     make_cpio "$root" "$OUT/initrd.img"
     printf '%s\n' "$stamp" >"$CACHE/guest.stamp"
     log "guest initrd: $(du -h "$OUT/initrd.img" | cut -f1)"
 }
 
 build_testhost_initrd() {
-    local root="$CACHE/testhost-root" stamp qemu ip_bin f
+    local root="$CACHE/testhost-root" stamp qemu f
     qemu=$(command -v qemu-system-x86_64) || die "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
-    ip_bin=/usr/sbin/ip
-    [[ -x "$ip_bin" ]] || ip_bin=/sbin/ip
-    [[ -x "$ip_bin" ]] || die "iproute2 ip not found (apt-get install iproute2)"
-    stamp=$(inputs_stamp "$IMAGES_DIR/testhost-init" "$qemu" "$ip_bin" "$OUT/initrd.img" "$OUT/vmlinuz" \
+    stamp=$(inputs_stamp "$IMAGES_DIR/testhost-init" "$qemu" "$IP_BIN" "$OUT/initrd.img" "$OUT/vmlinuz" \
         "$OUT/vmlinux" "$(command -v busybox)")
     if [[ -f "$OUT/testhost-initrd.img" && "$(cat "$CACHE/testhost.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "test host initrd up to date"
@@ -338,7 +332,8 @@ build_testhost_initrd() {
     fi
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/testhost-init/init" "$root/init"
-    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${TESTHOST_MODULES[@]}"
+    copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}" \
+        "${TESTHOST_MODULES[@]}"
     copy_with_libs "$qemu" "$root" /usr/bin/qemu-system-x86_64
     # TCG accel module lets QEMU fall back to emulation inside the test host if ever needed.
     f=/usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
@@ -352,7 +347,7 @@ build_testhost_initrd() {
     done
     # iproute2's ip (for ip xfrm; busybox ip lacks it) at /usr/sbin/ip; busybox's applet stays at
     # /sbin/ip, and busybox sh runs its applet for a bare `ip`: scripts call /usr/sbin/ip by full path.
-    copy_with_libs "$ip_bin" "$root" /usr/sbin/ip
+    copy_with_libs "$IP_BIN" "$root" /usr/sbin/ip
     command -v iperf3 >/dev/null 2>&1 && copy_with_libs "$(command -v iperf3)" "$root" /usr/bin/iperf3
     mkdir -p "$root/guest" "$root/opt/accelvm/bin" "$root/testhost"
     for f in vmlinuz vmlinux initrd.img kernel-version; do

@@ -27,6 +27,9 @@ cat /proc/cpuinfo | grep -c processor
 dmesg | grep -q 'Hypervisor detected: KVM' && echo GUEST_HYPERVISOR=KVM
 echo "GUEST_ETH0=$(ip -o -4 addr show dev eth0 | awk '{print $4}')"
 echo "GUEST_MODULES=$(awk '{print $1}' /proc/modules | grep -E '^(virtio_mmio|virtio_net|gcm|af_alg)$' | sort | tr '\n' ,)"
+/usr/sbin/ip xfrm state add src 192.0.2.2 dst 192.0.2.1 proto esp spi 0x100 reqid 1 mode tunnel \
+    aead 'rfc4106(gcm(aes))' 0x000102030405060708090a0b0c0d0e0f10111213 128 && echo GUEST_XFRM=ok
+iperf3 --version >/dev/null && echo GUEST_IPERF3=ok
 exit 7"#;
 
 fn guest_boot_scenario() -> String {
@@ -100,6 +103,9 @@ fn microvm_boots_guest_image_under_kvm() {
         "{}",
         out.dump()
     );
+    // Tools later network/IPsec tests rely on: iproute2's xfrm with on-demand crypto modules, iperf3.
+    assert_eq!(out.marker("GUEST_XFRM="), "ok", "{}", out.dump());
+    assert_eq!(out.marker("GUEST_IPERF3="), "ok", "{}", out.dump());
     assert!(
         out.markers("accelvm-init:").is_empty(),
         "guest init reported a problem\n{}",
@@ -120,4 +126,32 @@ fn scenario_status_and_output_come_back() {
     assert_eq!(out.status, 3, "{}", out.dump());
     assert!(out.has_line("to-stdout"), "{}", out.dump());
     assert!(out.has_line("to-stderr"), "{}", out.dump());
+}
+
+/// What later network and IPsec tests need from the test host image itself: /dev/net/tun, bridge
+/// and veth, `ip xfrm` with rfc4106(gcm(aes)) (its modules load on demand), iperf3. In direct mode
+/// these are the machine's own tools, not the platform's, so the check applies to the test host.
+#[test]
+fn testhost_image_has_network_tools() {
+    if common::mode() != common::Mode::Testhost {
+        eprintln!("direct mode: the test host image is not used; nothing to check");
+        return;
+    }
+    let out = run_scenario(
+        r#"set -e
+[ -c /dev/net/tun ] && echo TUN=ok
+/usr/sbin/ip link add br-t type bridge
+/usr/sbin/ip link add veth-a type veth peer name veth-b
+/usr/sbin/ip link set veth-a master br-t
+/usr/sbin/ip -o link show veth-a | grep -q 'master br-t' && echo BRIDGE_VETH=ok
+/usr/sbin/ip xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 reqid 1 mode tunnel \
+    aead 'rfc4106(gcm(aes))' 0x000102030405060708090a0b0c0d0e0f10111213 128
+/usr/sbin/ip xfrm state list | grep -q 'rfc4106(gcm(aes))' && echo XFRM=ok
+iperf3 --version >/dev/null && echo IPERF3=ok
+"#,
+    );
+    out.assert_success();
+    for tool in ["TUN=", "BRIDGE_VETH=", "XFRM=", "IPERF3="] {
+        assert_eq!(out.marker(tool), "ok", "{}", out.dump());
+    }
 }

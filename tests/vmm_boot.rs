@@ -38,16 +38,29 @@ interactive() {
 }
 "#;
 
+/// The guest command of the second boot: two vCPUs and the virtio-rng device found through
+/// the DSDT (`LNRO0005`), identified and acknowledged over virtio-mmio.
+const DEVICES_CMD: &str = r#"echo "NPROC2=$(nproc)"
+echo "CPU1_TIMER=$(awk '/LOC:/ { print ($3 > 0) }' /proc/interrupts)"
+echo "ACPI_VIRTIO=$(ls /sys/bus/acpi/devices | grep -c '^LNRO0005:')"
+v=/sys/bus/virtio/devices/virtio0
+echo "VIRTIO_DEVICE=$(cat $v/device)"
+echo "VIRTIO_VENDOR=$(cat $v/vendor)"
+echo "VIRTIO_STATUS=$(cat $v/status)"
+echo "VIRTIO_VIA=$(basename $(readlink -f $v/..))"
+grep -o 'virtio_mmio.device=[^ ]*' /proc/cmdline | sed 's/^/CMDLINE_/'"#;
+
 fn scenario() -> String {
     let facts = FACTS_CMD.replace('\'', r"'\''");
+    let devices = DEVICES_CMD.replace('\'', r"'\''");
     format!(
         r#"{INTERACTIVE_FN}
 export ACCELVM_CHECK_LEAKS=1
 echo "=== boot 1: bzImage, 1 vCPU, guest command"
 accelvm run --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" --memory 256 --guest-cmd '{facts}'
 echo "BOOT1_STATUS=$?"
-echo "=== boot 2: bzImage, 2 vCPUs"
-accelvm run --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" --cpus 2 --guest-cmd 'echo "NPROC2=$(nproc)"; grep -c "LOC:" /proc/interrupts >/dev/null; echo "CPU1_TIMER=$(awk "/LOC:/ {{ print (\$3 > 0) }}" /proc/interrupts)"'
+echo "=== boot 2: bzImage, 2 vCPUs, a virtio-mmio device"
+accelvm run --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" --cpus 2 --rng --guest-cmd '{devices}'
 echo "BOOT2_STATUS=$?"
 echo "=== boot 3: ELF vmlinux through PVH, 2 vCPUs"
 accelvm run --kernel "$ACCELVM_GUEST_VMLINUX" --initrd "$ACCELVM_GUEST_INITRD" --cpus 2 --guest-cmd 'echo "PVH_NPROC=$(nproc)"; exit 0'
@@ -108,6 +121,18 @@ fn accelvm_boots_the_guest_image() {
     assert_eq!(out.marker("BOOT2_STATUS="), "0", "{dump}");
     assert_eq!(out.marker("NPROC2="), "2", "{dump}");
     assert_eq!(out.marker("CPU1_TIMER="), "1", "{dump}");
+    // The virtio-rng device: found through ACPI, probed by virtio_mmio (ID 4, our vendor ID),
+    // acknowledged by the virtio core (no virtio_rng driver in the image); also on the cmdline.
+    assert_eq!(out.marker("ACPI_VIRTIO="), "1", "{dump}");
+    assert_eq!(out.marker("VIRTIO_DEVICE="), "0x0004", "{dump}");
+    assert_eq!(out.marker("VIRTIO_VENDOR="), "0x41564d", "{dump}");
+    assert_eq!(out.marker("VIRTIO_STATUS="), "0x00000001", "{dump}");
+    assert_eq!(out.marker("VIRTIO_VIA="), "LNRO0005:00", "{dump}");
+    assert_eq!(
+        out.marker("CMDLINE_virtio_mmio.device="),
+        "4K@0xd0000000:5",
+        "{dump}"
+    );
     assert_eq!(out.marker("BOOT3_STATUS="), "0", "{dump}");
     assert_eq!(out.marker("PVH_NPROC="), "2", "{dump}");
 

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use accelvm_devices::virtio::rng::Rng;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
@@ -78,6 +79,10 @@ pub struct RunArgs {
     /// by the software accelerator, all services on, after the NICs.
     #[arg(long)]
     pub accel: bool,
+
+    /// Attach a virtio-rng (entropy) device on virtio-mmio, fed by the host's getrandom(2).
+    #[arg(long)]
+    pub rng: bool,
 
     /// KVM device node (for tests that simulate a missing or unusable /dev/kvm).
     #[arg(long, value_name = "PATH", env = KVM_DEVICE_ENV, default_value = DEFAULT_KVM_DEVICE, hide = true)]
@@ -164,6 +169,9 @@ impl RunArgs {
             config
                 .devices
                 .push(Box::new(crate::accel_config::build_accel_device()?));
+        }
+        if self.rng {
+            config.devices.push(Box::new(Rng::new()));
         }
         Ok(config)
     }

@@ -84,6 +84,14 @@ impl<W: Write> ConsoleOutput<W> {
     }
 }
 
+impl<W: Write> Drop for ConsoleOutput<W> {
+    fn drop(&mut self) {
+        // Output that looked like the start of a marker when the VM stopped is still output.
+        self.release_held();
+        let _ = self.out.flush();
+    }
+}
+
 impl<W: Write> Write for ConsoleOutput<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         for &b in buf {
@@ -111,7 +119,7 @@ mod tests {
             c.write_all(&[*b]).unwrap();
         }
         let s = *status.lock().unwrap();
-        (c.out, s)
+        (std::mem::take(&mut c.out), s)
     }
 
     #[test]
@@ -137,7 +145,7 @@ mod tests {
             let (out, s) = run(input);
             if input == b"ACCEL" {
                 // Held until it is known not to be a marker; nothing is invented.
-                assert!(out.len() <= input.len());
+                assert!(out.is_empty());
             } else {
                 assert_eq!(out, input, "{}", String::from_utf8_lossy(input));
             }
@@ -150,5 +158,15 @@ mod tests {
         let mut c = ConsoleOutput::new(Vec::new(), None);
         c.write_all(b"ACCELVM_EXIT=1\r\n").unwrap();
         assert_eq!(c.out, b"ACCELVM_EXIT=1\r\n");
+    }
+
+    #[test]
+    fn held_bytes_are_released_when_the_console_goes_away() {
+        let mut out = Vec::new();
+        {
+            let mut c = ConsoleOutput::new(&mut out, Some(GuestStatus::default()));
+            c.write_all(b"ACCELVM_EX").unwrap();
+        }
+        assert_eq!(out, b"ACCELVM_EX");
     }
 }

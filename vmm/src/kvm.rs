@@ -93,8 +93,9 @@ pub fn create_vm(kvm: &Kvm, mem: &GuestMem) -> Result<VmFd, KvmError> {
             memory_size: region.len(),
             userspace_addr: host as u64,
         };
-        // SAFETY: the region is a live mmap owned by `mem`, which the VMM keeps alive (an
-        // Arc held by the Vmm) until after the VM fd is closed; the slots do not overlap.
+        // SAFETY: the region is a live mmap shared by every clone of `mem`; the Vmm holds a
+        // clone until after the VM fd is closed, so KVM never sees it unmapped. The slots are
+        // the non-overlapping regions of one GuestMemoryMmap.
         unsafe { vm.set_user_memory_region(region) }
             .map_err(|e| KvmError::Vm("register guest memory", e))?;
     }

@@ -4,12 +4,13 @@
 //! virtio-mmio windows, the IOAPIC and the local APIC sit in a hole the guest never mistakes
 //! for RAM.
 
-use std::sync::Arc;
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress,
+};
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
-
-/// The guest memory type every part of the VMM and every device sees.
-pub type GuestMem = Arc<GuestMemoryMmap>;
+/// The guest memory type every part of the VMM and every device sees. Cloning it is cheap (the
+/// regions are shared), and it implements `GuestMemory` itself, as devices expect.
+pub type GuestMem = GuestMemoryMmap;
 
 /// One MiB.
 pub const MIB: u64 = 1 << 20;
@@ -94,7 +95,15 @@ pub fn create_guest_memory(mib: u64) -> Result<GuestMem, MemoryError> {
     }
     let mem = GuestMemoryMmap::from_ranges(&ram_ranges(mib * MIB))
         .map_err(|e| MemoryError::Allocate(mib, e))?;
-    Ok(Arc::new(mem))
+    for region in mem.iter() {
+        if let Ok(host) = region.get_host_address(MemoryRegionAddress(0)) {
+            // Transparent huge pages: 512x fewer page faults while loading the kernel and
+            // initrd (most of accelvm's start-up cost) and fewer TLB misses for the guest.
+            // SAFETY: madvise only advises about this live mapping; failure is harmless.
+            unsafe { libc::madvise(host.cast(), region.len() as usize, libc::MADV_HUGEPAGE) };
+        }
+    }
+    Ok(mem)
 }
 
 /// The e820 map the guest gets for `size` bytes of RAM.

@@ -5,6 +5,7 @@ mod device;
 mod interrupt;
 pub mod mmio;
 pub mod net;
+pub mod rng;
 
 pub use device::{ActivateError, ActivatedQueue, ActivationContext, DeviceHandler, VirtioDevice};
 pub use interrupt::{InterruptKind, VirtioInterrupt};

@@ -54,13 +54,8 @@ pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<LoadedKernel, BootErro
     let load_err = |e| BootError::LoadKernel(path.to_owned(), e);
 
     if n >= 4 && &head[..4] == ELF_MAGIC {
-        let r = Elf::load(
-            mem.as_ref(),
-            None,
-            &mut file,
-            Some(GuestAddress(HIMEM_START)),
-        )
-        .map_err(load_err)?;
+        let r =
+            Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(load_err)?;
         let format = match r.pvh_boot_cap {
             PvhBootCapability::PvhEntryPresent(addr) => KernelFormat::Pvh { entry: addr.0 },
             _ => KernelFormat::Elf64,
@@ -73,13 +68,8 @@ pub fn load_kernel(mem: &GuestMem, path: &Path) -> Result<LoadedKernel, BootErro
         });
     }
     if n >= 0x206 && &head[0x202..0x206] == BZIMAGE_MAGIC {
-        let r = BzImage::load(
-            mem.as_ref(),
-            None,
-            &mut file,
-            Some(GuestAddress(HIMEM_START)),
-        )
-        .map_err(load_err)?;
+        let r = BzImage::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START)))
+            .map_err(load_err)?;
         let hdr = r
             .setup_header
             .ok_or_else(|| BootError::NotAKernel(path.to_owned()))?;

@@ -161,13 +161,11 @@ fn write_cmdline(mem: &GuestMem, cmdline: &str, max: usize) -> Result<(), BootEr
         });
     }
     let cl = Cmdline::try_from(cmdline, max).map_err(BootError::Cmdline)?;
-    linux_loader::loader::load_cmdline(mem.as_ref(), GuestAddress(CMDLINE_START), &cl).map_err(
-        |_| {
-            BootError::WriteMemory(GuestMemoryError::InvalidGuestAddress(GuestAddress(
-                CMDLINE_START,
-            )))
-        },
-    )
+    linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE_START), &cl).map_err(|_| {
+        BootError::WriteMemory(GuestMemoryError::InvalidGuestAddress(GuestAddress(
+            CMDLINE_START,
+        )))
+    })
 }
 
 /// Where the initrd went.
