@@ -36,11 +36,12 @@ wait_link() {
 }
 wait_ping() {
     i=0
-    while ! nsx ping -c 1 -W 1 "$1" >/dev/null 2>&1 && [ $i -lt 120 ]; do i=$((i + 1)); done
+    while ! nsx busybox ping -c 1 -W 1 "$1" >/dev/null 2>&1 && [ $i -lt 120 ]; do i=$((i + 1)); done
 }
 vm() {
     _name=$1 _ip=$2 _net=$3 _cmd=$4
-    nsx accelvm run --memory 384 --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" \
+    # Not through nsx: $! must be accelvm itself (ip netns exec execs it), not a subshell.
+    $IP netns exec "$NS" accelvm run --memory 384 --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" \
         --cmdline "$BASE_CMDLINE accelvm.ip=$_ip" --net "$_net" --guest-cmd "$_cmd" >"$_name.out" 2>&1 &
     VMS="$VMS $!"
     eval "${_name}_PID=$!"
@@ -78,7 +79,7 @@ wait_link $TAP && echo TAP_CREATED=yes
 nsx $IP addr add 192.0.2.1/24 dev $TAP
 nsx $IP link set $TAP mtu 9000
 wait_ping 192.0.2.2
-nsx ping -c 3 -W 2 192.0.2.2 >/dev/null && echo HOST_PING_OK
+nsx busybox ping -c 3 -W 2 192.0.2.2 >/dev/null && echo HOST_PING_OK
 wait $ECHO_RX
 # Guest -> host bytes per frame on the TAP: above 1514 only if TSO super-frames came through.
 echo "TAP_RX_AVG=$(( $(nsx cat /sys/class/net/$TAP/statistics/rx_bytes) / $(nsx cat /sys/class/net/$TAP/statistics/rx_packets) ))"
@@ -116,8 +117,8 @@ cmp /tmp/recv /tmp/data && echo GUEST_B_DATA_MATCH
 echo "GUEST_B_BYTES=$(wc -c </tmp/recv)"'
 wait_ping 198.51.100.2
 wait_ping 198.51.100.3
-nsx ping -c 2 -W 2 198.51.100.2 >/dev/null && echo HOST_PING_A_OK
-nsx ping -c 2 -W 2 198.51.100.3 >/dev/null && echo HOST_PING_B_OK
+nsx busybox ping -c 2 -W 2 198.51.100.2 >/dev/null && echo HOST_PING_A_OK
+nsx busybox ping -c 2 -W 2 198.51.100.3 >/dev/null && echo HOST_PING_B_OK
 wait $A_PID
 echo "VM_A_STATUS=$?"
 wait $B_PID

@@ -162,6 +162,9 @@ impl RunArgs {
         config.kvm_device = self.kvm_device;
         config.startup_probe = self.startup_probe;
         config.stdin_to_guest = true;
+        if self.rng {
+            config.devices.push(Box::new(Rng::new()));
+        }
         for net in build_net_devices(&self.net)? {
             config.devices.push(Box::new(net));
         }
@@ -169,9 +172,6 @@ impl RunArgs {
             config
                 .devices
                 .push(Box::new(crate::accel_config::build_accel_device()?));
-        }
-        if self.rng {
-            config.devices.push(Box::new(Rng::new()));
         }
         Ok(config)
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use vm_memory::GuestAddressSpace;
+use vm_memory::GuestMemory;
 
 use super::features as f;
 use super::handler::NetHandler;
@@ -196,7 +196,7 @@ impl Net {
 
     /// Activation shared by every guest memory type: checks queues and features, configures
     /// the TAP's offloads and builds the handler.
-    pub fn activate_handler<M: GuestAddressSpace + Send + 'static>(
+    pub fn activate_handler<M: GuestMemory + Clone + Send + 'static>(
         &mut self,
         ctx: ActivationContext<M>,
     ) -> Result<NetHandler<M>, ActivateError> {
@@ -216,7 +216,7 @@ impl Net {
     }
 }
 
-impl<M: GuestAddressSpace + Send + 'static> VirtioDevice<M> for Net {
+impl<M: GuestMemory + Clone + Send + 'static> VirtioDevice<M> for Net {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_NET
     }

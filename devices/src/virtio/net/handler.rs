@@ -10,8 +10,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use log::{error, warn};
-use virtio_queue::Queue;
-use vm_memory::GuestAddressSpace;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemory;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -46,7 +46,7 @@ impl NetQueue {
 }
 
 /// Runs one activated virtio-net device on the VMM's event loop.
-pub struct NetHandler<M: GuestAddressSpace> {
+pub struct NetHandler<M: GuestMemory + Clone> {
     pub(super) mem: M,
     pub(super) rx: NetQueue,
     pub(super) tx: NetQueue,
@@ -66,7 +66,7 @@ pub struct NetHandler<M: GuestAddressSpace> {
     pub(super) metrics: Arc<NetMetrics>,
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory + Clone> NetHandler<M> {
     /// Takes the RX and TX queues out of `ctx` (the caller checked both are there).
     pub(super) fn new(
         ctx: ActivationContext<M>,
@@ -169,7 +169,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
     }
 }
 
-impl<M: GuestAddressSpace + Send> DeviceHandler for NetHandler<M> {
+impl<M: GuestMemory + Clone + Send> DeviceHandler for NetHandler<M> {
     fn fds(&self) -> Vec<RawFd> {
         let mut fds = vec![0; 3];
         fds[RX_KICK_EVENT] = self.rx.kick.as_raw_fd();
@@ -183,7 +183,16 @@ impl<M: GuestAddressSpace + Send> DeviceHandler for NetHandler<M> {
             RX_KICK_EVENT => {
                 // Level-triggered: consume the kick or it fires again. WouldBlock is fine.
                 let _ = self.rx.kick.read();
+                let was_paused = self.rx_paused();
                 self.watch_tap();
+                if was_paused && !self.rx_paused() {
+                    // Pausing asked for refill kicks; while frames flow we do not need them
+                    // (a no-op with EVENT_IDX, where avail_event already limits them).
+                    let mem = self.mem.clone();
+                    if let Err(e) = self.rx.queue.disable_notification(&mem) {
+                        self.queue_error(RX_QUEUE, e);
+                    }
+                }
                 self.process_rx();
             }
             TX_KICK_EVENT => {

@@ -20,6 +20,8 @@ pub struct NetMetrics {
     pub rx_frames: AtomicU64,
     /// Bytes delivered to the guest (frames only, without the vnet header).
     pub rx_bytes: AtomicU64,
+    /// Of `rx_frames`, those read from the TAP straight into guest buffers (no copy here).
+    pub rx_direct_frames: AtomicU64,
     /// Times RX paused because the guest had no (or too few) receive buffers.
     pub rx_no_buffers: AtomicU64,
     /// RX chains returned empty because they had no writable space or pointed outside memory.

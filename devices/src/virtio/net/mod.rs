@@ -9,6 +9,7 @@ mod device;
 mod handler;
 mod metrics;
 mod rx;
+mod rx_direct;
 mod tap;
 mod tx;
 

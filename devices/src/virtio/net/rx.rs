@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 
 use log::error;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemory};
+use vm_memory::GuestMemory;
 
 use super::handler::NetHandler;
 use super::metrics::NetMetrics;
+use super::rx_direct::{self, Direct};
 use super::{
     BUDGET_FRAMES, MAX_BUFFER_LEN, MIN_FRAME_LEN, RX_QUEUE, VNET_HDR_LEN,
     VNET_HDR_NUM_BUFFERS_OFFSET,
@@ -137,7 +138,7 @@ fn finish_malformed<Mem: GuestMemory>(
     Ok(Delivery::Malformed)
 }
 
-impl<M: GuestAddressSpace> NetHandler<M> {
+impl<M: GuestMemory + Clone> NetHandler<M> {
     /// Moves frames from the TAP to the guest until the TAP is empty, the guest is out of
     /// buffers (RX pauses) or the budget is spent (the handler re-arms itself).
     pub(super) fn process_rx(&mut self) {
@@ -145,7 +146,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             self.unwatch_tap();
             return;
         }
-        let mem = self.mem.memory();
+        let mem = self.mem.clone();
         let mut delivered = 0u64;
         let mut budget = BUDGET_FRAMES;
         loop {
@@ -155,12 +156,42 @@ impl<M: GuestAddressSpace> NetHandler<M> {
                 break;
             }
             budget -= 1;
+            if self.rx_pending.is_none() && !self.tap_broken {
+                match rx_direct::receive(&mem, &mut self.rx.queue, &self.tap, self.mrg_rxbuf) {
+                    Ok(Direct::Delivered(len)) => {
+                        delivered += 1;
+                        NetMetrics::inc(&self.metrics.rx_frames);
+                        NetMetrics::inc(&self.metrics.rx_direct_frames);
+                        NetMetrics::add(&self.metrics.rx_bytes, (len - VNET_HDR_LEN) as u64);
+                        continue;
+                    }
+                    Ok(Direct::Empty) => break,
+                    Ok(Direct::Runt) => {
+                        NetMetrics::inc(&self.metrics.rx_runt_frames);
+                        continue;
+                    }
+                    Ok(Direct::Oversized) => {
+                        NetMetrics::inc(&self.metrics.rx_oversized_frames);
+                        continue;
+                    }
+                    Ok(Direct::TapError(e)) => {
+                        self.tap_failed(e);
+                        break;
+                    }
+                    // Not enough room or unusual chains: the buffered path below decides.
+                    Ok(Direct::Fallback) => {}
+                    Err(e) => {
+                        self.queue_error(RX_QUEUE, e);
+                        break;
+                    }
+                }
+            }
             if self.rx_pending.is_none() && !self.read_tap() {
                 break;
             }
             let Some(len) = self.rx_pending else { continue };
             let result = deliver(
-                &*mem,
+                &mem,
                 &mut self.rx.queue,
                 &mut self.rx_buf[..len],
                 self.mrg_rxbuf,
@@ -182,7 +213,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
                     self.rx_pending = None;
                     delivered += 1; // chains went to the used ring
                 }
-                Ok(Delivery::NoBuffers) => match self.arm_rx_notification(&*mem) {
+                Ok(Delivery::NoBuffers) => match self.arm_rx_notification(&mem) {
                     Ok(true) => continue,
                     Ok(false) => {
                         if !self.rx_paused() {
@@ -203,7 +234,7 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             }
         }
         if delivered > 0 {
-            match self.rx.queue.needs_notification(&*mem) {
+            match self.rx.queue.needs_notification(&mem) {
                 Ok(true) => self.signal(RX_QUEUE),
                 Ok(false) => {}
                 Err(e) => self.queue_error(RX_QUEUE, e),
@@ -225,18 +256,23 @@ impl<M: GuestAddressSpace> NetHandler<M> {
             Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
-                // EBADFD/EIO: the interface went away. Stop reading rather than spin on it.
-                NetMetrics::inc(&self.metrics.rx_tap_errors);
-                error!(
-                    "virtio-net: reading TAP {} failed, RX stops: {e}",
-                    self.tap.name()
-                );
-                self.tap_broken = true;
-                self.unwatch_tap();
+                self.tap_failed(e);
                 return false;
             }
         }
         true
+    }
+
+    /// A hard TAP read error (EBADFD/EIO: the interface went away): stop reading rather than
+    /// spin on it.
+    fn tap_failed(&mut self, e: std::io::Error) {
+        NetMetrics::inc(&self.metrics.rx_tap_errors);
+        error!(
+            "virtio-net: reading TAP {} failed, RX stops: {e}",
+            self.tap.name()
+        );
+        self.tap_broken = true;
+        self.unwatch_tap();
     }
 
     /// Asks the driver to notify when it adds a buffer. Returns true if buffers were added

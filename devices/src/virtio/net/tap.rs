@@ -240,6 +240,39 @@ impl Tap {
         Ok(n as usize)
     }
 
+    /// Reads one frame (vnet header first) scattered into `iov`; `WouldBlock` when none is
+    /// queued.
+    ///
+    /// # Safety
+    /// Every iovec must describe memory that is valid for writes of its length and stays
+    /// mapped for the duration of the call.
+    pub unsafe fn readv(&self, iov: &[libc::iovec]) -> io::Result<usize> {
+        let count = libc::c_int::try_from(iov.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: per this function's contract each iovec is writable memory of its length.
+        let n = unsafe { libc::readv(self.fd(), iov.as_ptr(), count) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Writes one frame (vnet header first) gathered from `iov`.
+    ///
+    /// The caller guarantees every iovec describes readable memory that stays mapped for the
+    /// duration of the call (guest memory slices checked by vm-memory, held by their guards).
+    pub fn writev(&self, iov: &[libc::iovec]) -> io::Result<usize> {
+        let count = libc::c_int::try_from(iov.len())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: per this method's contract each iovec is valid readable memory for its length
+        // during the call; the kernel only reads through them.
+        let n = unsafe { libc::writev(self.fd(), iov.as_ptr(), count) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }

@@ -23,7 +23,7 @@ use crate::virtio::{
     VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VirtioDevice, VirtioInterrupt,
 };
 
-type Mem = Arc<GuestMemoryMmap>;
+type Mem = GuestMemoryMmap;
 
 const QSIZE: u16 = 64;
 const RX_RING: GuestAddress = GuestAddress(0x0);
@@ -103,6 +103,21 @@ fn quiet_persistent_tap(name: &str) {
     }
 }
 
+/// Sets the MTU of interface `name` (for frames above 1514 bytes).
+fn set_mtu(name: &str, mtu: i32) {
+    // SAFETY: plain socket creation, checked below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    assert!(fd >= 0);
+    // SAFETY: `fd` is fresh and owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = [0u8; 40];
+    req[..name.len()].copy_from_slice(name.as_bytes());
+    req[16..20].copy_from_slice(&mtu.to_ne_bytes());
+    // SAFETY: SIOCSIFMTU reads a 40-byte struct ifreq; `req` is 40 bytes.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, req.as_ptr()) };
+    assert_eq!(ret, 0, "SIOCSIFMTU {name}: {}", io::Error::last_os_error());
+}
+
 /// An AF_PACKET socket bound to one interface: the host's view of the TAP.
 struct PacketSock(OwnedFd);
 
@@ -128,6 +143,25 @@ impl PacketSock {
             )
         };
         assert_eq!(ret, 0, "bind AF_PACKET: {}", io::Error::last_os_error());
+        // Straight to the TAP's xmit: a send returns with the frame queued on the TAP, not
+        // parked in a qdisc that softirq drains later.
+        let one: libc::c_int = 1;
+        // SAFETY: PACKET_QDISC_BYPASS reads one int of the size passed.
+        let ret = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_PACKET,
+                libc::PACKET_QDISC_BYPASS,
+                (&one as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        assert_eq!(
+            ret,
+            0,
+            "PACKET_QDISC_BYPASS: {}",
+            io::Error::last_os_error()
+        );
         let tv = libc::timeval {
             tv_sec: 3,
             tv_usec: 0,
@@ -280,10 +314,15 @@ fn make_queue(mem: &GuestMemoryMmap, at: GuestAddress, event_idx: bool) -> (Queu
     let mock = MockSplitQueue::create(mem, at, QSIZE);
     let mut q: Queue = mock.create_queue().unwrap();
     q.set_event_idx(event_idx);
+    // virtio-queue 0.18's mock places the used ring at avail_addr + 4 + len (not + 2 * len),
+    // overlapping the second half of the avail ring: use a used ring of our own, 4 KiB on.
+    let used = at.unchecked_add(0x1000);
+    q.try_set_used_ring_address(used).unwrap();
+    mem.write_obj(0u32, used).unwrap();
     let driver = Driver {
         desc: mock.desc_table_addr(),
         avail: mock.avail_addr(),
-        used: mock.used_addr(),
+        used,
         next_desc: 0,
         avail_idx: 0,
         used_seen: 0,
@@ -297,8 +336,7 @@ impl Rig {
         let tap = Tap::open(tap_name).expect("open TAP");
         assert!(!tap.created(), "the TAP existed (persistent) before");
         let mut dev = Net::with_tap(tap, Some("02:00:00:00:00:01".parse().unwrap()));
-        let mem: Mem =
-            Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap());
+        let mem: Mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let mut features = 1u64 << VIRTIO_F_VERSION_1;
         for &bit in extra_features {
             features |= 1 << bit;
@@ -746,6 +784,11 @@ fn rx_gso_frames_arrive_whole_when_the_guest_takes_tso() {
         data.truncate(frame_len);
         assert_eq!(&data[54..], &pkt[10 + 54..]);
         assert_eq!(get(&rig.metrics.rx_frames), 1);
+        assert_eq!(
+            get(&rig.metrics.rx_direct_frames),
+            1,
+            "read straight into guest buffers"
+        );
     });
 }
 
@@ -795,8 +838,7 @@ fn device_model_config_and_activation_errors() {
             "mac is read-only"
         );
 
-        let mem: Mem =
-            Arc::new(GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap());
+        let mem: Mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let ctx = |queues: Vec<u16>, features: u64| ActivationContext {
             mem: mem.clone(),
             acked_features: features,
@@ -828,5 +870,137 @@ fn device_model_config_and_activation_errors() {
         let h = dev.activate_handler(ctx(vec![0, 1], v1)).expect("activate");
         assert_eq!(h.fds().len(), 3);
         VirtioDevice::<Mem>::reset(&mut dev);
+    });
+}
+
+#[test]
+fn rx_budget_yields_and_rearms_itself() {
+    in_netns(|| {
+        let mut rig = Rig::new(&tap_name("bud"), &[]);
+        rig.post_rx(QSIZE as usize, 256);
+        let total = BUDGET_FRAMES + 6;
+        for i in 0..total {
+            rig.host.send(&test_frame(40, i as u8));
+        }
+        rig.wait_tap_event();
+        rig.handler.handle(TAP_EVENT);
+        // One budget's worth, then the handler yields and re-arms its RX kick.
+        assert_eq!(rig.rx.take_used(&rig.mem).len(), BUDGET_FRAMES);
+        let rx_kick = rig.handler.fds()[RX_KICK_EVENT];
+        assert!(poll_readable(rx_kick), "RX did not re-arm after its budget");
+        rig.handler.handle(RX_KICK_EVENT);
+        // The ring had QSIZE buffers: the rest wait for more, RX pauses.
+        let used = rig.rx.take_used(&rig.mem);
+        assert_eq!(used.len(), QSIZE as usize - BUDGET_FRAMES);
+        assert!(rig.handler.rx_paused());
+        rig.post_rx(8, 256);
+        rig.kick(RX_KICK_EVENT);
+        let used = rig.rx.take_used(&rig.mem);
+        assert_eq!(used.len(), total - QSIZE as usize);
+        assert_eq!(get(&rig.metrics.rx_frames), total as u64);
+        assert!(!rig.handler.rx_paused());
+    });
+}
+
+#[test]
+fn tx_long_chain_takes_the_gather_path() {
+    in_netns(|| {
+        let mut rig = Rig::new(&tap_name("sg"), &[]);
+        let mem = rig.mem.clone();
+        // Header plus 40 pieces: more segments than the zero-copy path takes.
+        let frame = test_frame(40 * 30 - 14, 4);
+        const { assert!(40 > super::tx::MAX_ZERO_COPY_SEGMENTS) };
+        let mut descs = vec![];
+        let h = rig.alloc(VNET_HDR_LEN as u32);
+        mem.write_slice(&[0; VNET_HDR_LEN], GuestAddress(h))
+            .unwrap();
+        descs.push((h, VNET_HDR_LEN as u32, false));
+        for piece in frame.chunks(30) {
+            let at = rig.alloc(piece.len() as u32);
+            mem.write_slice(piece, GuestAddress(at)).unwrap();
+            descs.push((at, piece.len() as u32, false));
+        }
+        rig.tx.add_chain(&mem, &descs);
+        rig.kick(TX_KICK_EVENT);
+        assert_eq!(rig.host.recv_test_frame(0), frame);
+        assert_eq!(get(&rig.metrics.tx_frames), 1);
+        assert_eq!(rig.tx.take_used(&mem), vec![(0, 0)]);
+    });
+}
+
+#[test]
+fn rx_direct_path_reads_frames_into_guest_buffers() {
+    in_netns(|| {
+        let mut rig = Rig::new(&tap_name("dir"), &[f::MRG_RXBUF, VIRTIO_F_EVENT_IDX]);
+        set_mtu(&rig.tap_name, 9000);
+        // 20 x 4 KiB: room for the largest frame, so frames go straight into guest memory.
+        let addrs = rig.post_rx(20, 4096);
+        let frames = [test_frame(100, 1), test_frame(3000, 2), test_frame(9000, 3)];
+        for frame in &frames {
+            rig.host.send(frame);
+        }
+        rig.wait_tap_event();
+        rig.handler.handle(TAP_EVENT);
+        let used = rig.rx.take_used(&rig.mem);
+        let l = |f: &Vec<u8>| (VNET_HDR_LEN + f.len()) as u32;
+        assert_eq!(
+            used,
+            vec![
+                (0, l(&frames[0])),
+                (1, l(&frames[1])),
+                (2, 4096),
+                (3, 4096),
+                (4, l(&frames[2]) - 8192)
+            ]
+        );
+        assert_eq!(get(&rig.metrics.rx_direct_frames), 3);
+        for (i, &first) in [0usize, 1, 2].iter().enumerate() {
+            let hdr = rig.read_guest(addrs[first], VNET_HDR_LEN);
+            let expect: u16 = if i == 2 { 3 } else { 1 };
+            assert_eq!(
+                &hdr[10..12],
+                &expect.to_le_bytes(),
+                "num_buffers of frame {i}"
+            );
+        }
+        assert_eq!(rig.read_guest(addrs[0] + 12, frames[0].len()), frames[0]);
+        assert_eq!(rig.read_guest(addrs[1] + 12, frames[1].len()), frames[1]);
+        let mut data = rig.read_guest(addrs[2] + 12, 4096 - 12);
+        data.extend(rig.read_guest(addrs[3], 4096));
+        data.extend(rig.read_guest(addrs[4], 4096));
+        data.truncate(frames[2].len());
+        assert_eq!(data, frames[2]);
+        // The TAP is drained and the chains the readv did not need are still available: 15
+        // left, under one largest frame's worth, so the next frame takes the buffered path.
+        assert!(!rig.tap_event_ready());
+        let last = test_frame(500, 4);
+        rig.host.send(&last);
+        rig.wait_tap_event();
+        rig.handler.handle(TAP_EVENT);
+        assert_eq!(rig.rx.take_used(&rig.mem), vec![(5, l(&last))]);
+        assert_eq!(rig.read_guest(addrs[5] + 12, last.len()), last);
+        assert_eq!(get(&rig.metrics.rx_direct_frames), 3);
+        assert_eq!(get(&rig.metrics.rx_frames), 4);
+    });
+}
+
+#[test]
+fn rx_direct_path_without_mrg_rxbuf_uses_one_big_buffer() {
+    in_netns(|| {
+        let mut rig = Rig::new(&tap_name("big"), &[]);
+        set_mtu(&rig.tap_name, 9000);
+        let big = MAX_BUFFER_LEN as u32 + 4096;
+        let addrs = rig.post_rx(2, big);
+        let frame = test_frame(7000, 9);
+        rig.host.send(&frame);
+        rig.wait_tap_event();
+        rig.handler.handle(TAP_EVENT);
+        assert_eq!(
+            rig.rx.take_used(&rig.mem),
+            vec![(0, (VNET_HDR_LEN + frame.len()) as u32)]
+        );
+        assert_eq!(&rig.read_guest(addrs[0], 12)[10..], &1u16.to_le_bytes());
+        assert_eq!(rig.read_guest(addrs[0] + 12, frame.len()), frame);
+        assert_eq!(get(&rig.metrics.rx_direct_frames), 1);
     });
 }
