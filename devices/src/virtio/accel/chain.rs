@@ -19,9 +19,9 @@ pub enum ChainError {
     /// More descriptors than [`MAX_CHAIN_SEGMENTS`].
     #[error("descriptor chain has more than {MAX_CHAIN_SEGMENTS} segments")]
     TooManySegments,
-    /// The readable part is larger than [`MAX_READABLE_BYTES`].
-    #[error("device-readable area exceeds {MAX_READABLE_BYTES} bytes")]
-    ReadableTooLong,
+    /// The readable part is larger than any valid request of this device.
+    #[error("device-readable area exceeds {0} bytes")]
+    ReadableTooLong(usize),
     /// A descriptor points outside guest memory.
     #[error("descriptor at {0:#x} is outside guest memory")]
     OutOfMemory(u64),
@@ -105,7 +105,8 @@ pub struct SplitChain {
     pub writable: WritableArea,
 }
 
-/// Walks `chain`, checks direction order, counts and bounds, and copies the readable part
+/// Walks `chain`, checks direction order, counts and bounds (the readable part is at most
+/// `max_readable`, itself capped at [`MAX_READABLE_BYTES`]), and copies the readable part
 /// into `buf` (reused to avoid an allocation per request; `slack` extra bytes of capacity are
 /// reserved so an appended AEAD tag never reallocates).
 pub fn split_chain<M, T>(
@@ -113,6 +114,7 @@ pub fn split_chain<M, T>(
     mem: &M,
     mut buf: Vec<u8>,
     slack: usize,
+    max_readable: usize,
 ) -> Result<SplitChain, (u16, ChainError, Vec<u8>)>
 where
     M: GuestMemory + ?Sized,
@@ -120,6 +122,7 @@ where
     T::Target: GuestMemory,
 {
     let head = chain.head_index();
+    let max_readable = max_readable.min(MAX_READABLE_BYTES);
     let mut readable: Vec<Segment> = Vec::new();
     let mut writable = WritableArea::default();
     let mut rlen = 0usize;
@@ -148,8 +151,8 @@ where
                 return Err((head, ChainError::ReadableAfterWritable, buf));
             }
             rlen = rlen.saturating_add(len);
-            if rlen > MAX_READABLE_BYTES {
-                return Err((head, ChainError::ReadableTooLong, buf));
+            if rlen > max_readable {
+                return Err((head, ChainError::ReadableTooLong(max_readable), buf));
             }
             readable.push(Segment { addr, len });
         }

@@ -15,7 +15,8 @@ use super::protocol::{
 };
 use super::session::{MAX_SAS_LIMIT, MAX_SESSIONS_LIMIT, Tables};
 use super::{
-    DEFAULT_MAX_DATA_SIZE, MAX_DATA_SIZE_LIMIT, MAX_QUEUES_PER_SERVICE, QUEUE_SIZE, QueueLayout,
+    DEFAULT_MAX_DATA_SIZE, DEFAULT_MAX_INFLIGHT_BYTES, MAX_DATA_SIZE_LIMIT, MAX_QUEUES_PER_SERVICE,
+    QUEUE_SIZE, QueueLayout,
 };
 use crate::virtio::{
     ActivateError, ActivationContext, DeviceHandler, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC,
@@ -58,6 +59,8 @@ pub struct AccelConfig {
     pub max_data_size: u32,
     /// The VM this device belongs to, passed with every job.
     pub tenant: TenantId,
+    /// Host memory requests in flight may pin before the device stops popping chains.
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for AccelConfig {
@@ -71,6 +74,7 @@ impl Default for AccelConfig {
             max_sas: 256,
             max_data_size: DEFAULT_MAX_DATA_SIZE,
             tenant: 0,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
         }
     }
 }
@@ -279,6 +283,7 @@ impl<M: GuestMemory + Send + 'static> VirtioDevice<M> for Accel {
             self.metrics.clone(),
             self.cfg.max_data_size,
             self.cfg.tenant,
+            self.cfg.max_inflight_bytes,
         )
         .map_err(|e| ActivateError::Backend(e.to_string()))?;
         Ok(Box::new(handler))

@@ -166,6 +166,15 @@ impl EspSa {
         self.inbound
     }
 
+    /// The most bytes processing `len` input bytes can produce.
+    pub fn max_output(&self, encap: bool, len: usize) -> usize {
+        if encap {
+            len + self.sa.max_overhead()
+        } else {
+            len
+        }
+    }
+
     /// Encapsulates (`encap`) or decapsulates `input` into `out`. A verified dummy packet
     /// decapsulates to OK with an empty output (RFC 4303 §2.6: discard it).
     pub fn process(&mut self, encap: bool, input: &[u8], out: &mut Vec<u8>) -> Result<(), Status> {

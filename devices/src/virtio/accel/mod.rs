@@ -9,8 +9,12 @@ pub mod chain;
 mod device;
 pub mod esp;
 pub mod esp_adapter;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fuzzing;
 mod handler;
 pub mod metrics;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod mock_driver;
 pub mod protocol;
 pub mod request;
 pub mod session;
@@ -32,6 +36,10 @@ pub const DEFAULT_MAX_DATA_SIZE: u32 = 256 << 10;
 pub const OUTPUT_SLACK: u32 = 1024;
 /// Largest device-readable area: data header, stateless key block and data.
 pub const MAX_READABLE_BYTES: usize = 64 + 40 + MAX_DATA_SIZE_LIMIT as usize;
+/// Default host memory one device may pin in requests in flight (readable copies and output
+/// buffers); beyond it the device stops taking chains off its rings until completions free
+/// some ([`AccelConfig::max_inflight_bytes`]).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 64 << 20;
 /// Most descriptors one request may use (direct or indirect).
 pub const MAX_CHAIN_SEGMENTS: usize = 1024;
 /// Largest queue size the device offers.

@@ -229,3 +229,130 @@ pub fn parse_ctrl(buf: &[u8]) -> Result<CtrlRequest, RequestError> {
         other => return Err(RequestError::UnknownOpcode(other)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::endian::{Le32, Le64};
+
+    fn hdr(op: u32, src: &[u8]) -> Vec<u8> {
+        let crypto = op < OP_COMPRESS;
+        let h = DataHdr {
+            opcode: Le32::from(op),
+            handle: Le64::from(9),
+            src_len: Le32::from(src.len() as u32),
+            tag_len: Le32::from(if crypto { 16 } else { 0 }),
+            iv_len: Le32::from(if crypto { IV_LEN } else { 0 }),
+            ..Default::default()
+        };
+        [h.as_slice(), src].concat()
+    }
+
+    #[test]
+    fn data_requests_parse_into_exact_ranges() {
+        let buf = hdr(OP_ENCRYPT, b"abc");
+        let r = parse_data(&buf, QueueKind::Crypto, 100).unwrap();
+        assert_eq!(
+            (r.op, r.handle, r.tag_len, r.aad, r.src, r.key),
+            (DataOp::Encrypt, 9, 16, 64..64, 64..67, None)
+        );
+        let mut st = hdr(OP_DECRYPT, b"");
+        st[4] = REQ_F_STATELESS as u8;
+        st.extend_from_slice(&[0; 40]);
+        st[24] = 2; // aad_len
+        st.extend_from_slice(b"ad");
+        let r = parse_data(&st, QueueKind::Crypto, 100).unwrap();
+        assert_eq!((r.key, r.aad, r.src), (Some(64..104), 104..106, 106..106));
+    }
+
+    #[test]
+    fn data_request_errors_are_exact() {
+        let ok = hdr(OP_COMPRESS, b"abcd");
+        assert_eq!(
+            parse_data(&ok[..63], QueueKind::Compression, 100),
+            Err(RequestError::ShortHeader(64))
+        );
+        assert_eq!(
+            parse_data(&ok, QueueKind::Crypto, 100),
+            Err(RequestError::WrongQueue(OP_COMPRESS))
+        );
+        assert_eq!(
+            parse_data(&ok, QueueKind::Compression, 3),
+            Err(RequestError::TooLarge(4))
+        );
+        assert_eq!(
+            parse_data(&ok[..67], QueueKind::Compression, 100),
+            Err(RequestError::LengthMismatch {
+                expected: 68,
+                actual: 67
+            })
+        );
+        let mut bad = ok.clone();
+        bad[0] = 0x55;
+        assert_eq!(
+            parse_data(&bad, QueueKind::Compression, 100),
+            Err(RequestError::UnknownOpcode(0x255))
+        );
+        let mut bad = ok.clone();
+        bad[44] = 1;
+        assert_eq!(
+            parse_data(&bad, QueueKind::Compression, 100),
+            Err(RequestError::Reserved)
+        );
+        let mut bad = ok.clone();
+        bad[28] = 16; // tag_len on a compression request
+        assert_eq!(
+            parse_data(&bad, QueueKind::Compression, 100),
+            Err(RequestError::FieldNotAllowed)
+        );
+        let mut bad = hdr(OP_ENCRYPT, b"x");
+        bad[32] = 8;
+        assert_eq!(
+            parse_data(&bad, QueueKind::Crypto, 100),
+            Err(RequestError::IvLength(8))
+        );
+        let mut bad = hdr(OP_ENCRYPT, b"x");
+        bad[28] = 3;
+        assert_eq!(
+            parse_data(&bad, QueueKind::Crypto, 100),
+            Err(RequestError::TagLength(3))
+        );
+        assert_eq!(RequestError::TagLength(3).status(), Status::NotSupp);
+        assert_eq!(RequestError::Reserved.status(), Status::BadMsg);
+    }
+
+    #[test]
+    fn control_requests() {
+        let h = |op: u32| {
+            CtrlHdr {
+                opcode: Le32::from(op),
+                reserved: Le32::from(0),
+            }
+            .as_slice()
+            .to_vec()
+        };
+        let destroy = [h(CTRL_DESTROY_SESSION), 7u64.to_le_bytes().to_vec()].concat();
+        assert!(matches!(
+            parse_ctrl(&destroy),
+            Ok(CtrlRequest::DestroySession(7))
+        ));
+        assert_eq!(
+            parse_ctrl(&destroy[..12]).unwrap_err(),
+            RequestError::LengthMismatch {
+                expected: 16,
+                actual: 12
+            }
+        );
+        assert_eq!(
+            parse_ctrl(&h(0x99)).unwrap_err(),
+            RequestError::UnknownOpcode(0x99)
+        );
+        assert_eq!(
+            parse_ctrl(&[1, 0, 0]).unwrap_err(),
+            RequestError::ShortHeader(8)
+        );
+        let mut r = destroy.clone();
+        r[4] = 1;
+        assert_eq!(parse_ctrl(&r).unwrap_err(), RequestError::Reserved);
+    }
+}

@@ -77,6 +77,11 @@ pub fn execute(mut job: Job) -> JobResult {
             job.spare.clear();
             // A poisoned lock means a worker panicked mid-packet; the SA state is suspect.
             match sa.lock() {
+                // Checked first so that a too-small buffer does not burn a sequence number.
+                Ok(sa) if sa.max_output(encap, src.len()) > cap => Err((
+                    Status::OutputTooSmall,
+                    sa.max_output(encap, src.len()) as u32,
+                )),
                 Ok(mut sa) => sa
                     .process(encap, &job.buf[src.clone()], &mut job.spare)
                     .map_err(|s| (s, 0))

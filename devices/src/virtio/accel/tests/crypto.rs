@@ -134,6 +134,17 @@ fn stateless_requests_carry_their_key() {
         Status::NotSupp as u32
     );
 
+    // Without the CRYPTO feature negotiated the crypto service is NOTSUPP.
+    let mut h = Harness::with(
+        0,
+        test_config(),
+        features_all() & !(1 << VIRTIO_ACCEL_F_CRYPTO),
+    );
+    let req = crypto_req(OP_ENCRYPT, 0, Some(&hex(K256)), &iv(), b"", b"abc", 16);
+    assert_eq!(
+        h.data(QueueKind::Crypto, &req, 19).status,
+        Status::NotSupp as u32
+    );
     // Without the STATELESS feature negotiated the device refuses key-carrying requests.
     let mut h = Harness::with(
         0,

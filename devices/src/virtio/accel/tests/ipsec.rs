@@ -196,6 +196,17 @@ fn encapsulation_round_trip_and_sa_lifecycle() {
     let d = h.data(QueueKind::Ipsec, &esp_req(OP_ESP_ENCAP, out_sa, &inner), 40);
     assert_eq!(d.status, Status::OutputTooSmall as u32);
     assert!(d.len as usize > inner.len());
+    let d = h.data(
+        QueueKind::Ipsec,
+        &esp_req(OP_ESP_ENCAP, out_sa, &inner),
+        2048,
+    );
+    assert_eq!(d.status, Status::Ok as u32);
+    assert_eq!(
+        &d.out[24..28],
+        &2u32.to_be_bytes(),
+        "the refused request used no sequence number"
+    );
     // Direction mismatch, a session handle as SA, an unknown SA.
     assert_eq!(
         h.data(

@@ -141,14 +141,24 @@ fn addresses_outside_guest_memory_are_never_touched() {
 #[test]
 fn oversized_requests_and_output_caps() {
     let mut h = Harness::new(0);
-    // 129 KiB of source against a 128 KiB max_data_size.
-    let big = vec![b'z'; 129 << 10];
+    // One byte over the 128 KiB max_data_size: parsed, refused with BADMSG.
+    let big = vec![b'z'; (128 << 10) + 1];
     let d = h.data(
         QueueKind::Compression,
         &comp_req(OP_COMPRESS, COMP_LZ4, 0, &big),
         64,
     );
     assert_eq!(d.status, Status::BadMsg as u32);
+    // A readable area larger than any valid request is not even copied: dropped and counted.
+    let huge = vec![b'z'; 129 << 10];
+    let d = h.data(
+        QueueKind::Compression,
+        &comp_req(OP_COMPRESS, COMP_LZ4, 0, &huge),
+        64,
+    );
+    assert_eq!(d.used_len, 0);
+    let m = h.dev.metrics();
+    assert_eq!(m.get(&m.chain_too_long), 1);
     // A huge writable area is fine: the trailer goes at its very end, output is capped.
     let q = h.queue_index(QueueKind::Compression);
     let small = comp_req(OP_COMPRESS, COMP_LZ4, 0, b"0123456789");
@@ -251,4 +261,90 @@ fn reset_stops_the_old_handler_and_wipes_state() {
         .unwrap();
     assert_eq!(tr, [POISON; 8]);
     assert_eq!(h.dev.session_counts(), (0, 0));
+}
+
+#[test]
+fn host_memory_in_flight_is_bounded_and_resumes() {
+    // A worker-backed device allowed to pin 512 KiB, flooded with 20 requests of 64 KiB in and
+    // out: it takes only what fits, leaves the rest in the ring, and finishes all of them.
+    let cfg = AccelConfig {
+        max_inflight_bytes: 512 << 10,
+        ..test_config()
+    };
+    let mut h = Harness::with(1, cfg, features_all());
+    let (_, sess) = h.create_session(&[9; 32]);
+    let q = h.queue_index(QueueKind::Crypto);
+    let n = 20;
+    let len = 64 << 10;
+    let src = vec![0x5a; len];
+    let req = crypto_req(OP_ENCRYPT, sess, None, &[1; 12], b"", &src, 16);
+    let r = h.alloc(&req);
+    let o = h.alloc_out(len + 24);
+    for _ in 0..n {
+        // All requests read the same source and write the same output: fine for a bound test.
+        h.push_chain(
+            q,
+            &[(r, req.len() as u32, false), (o, (len + 24) as u32, true)],
+        );
+    }
+    h.kick(q);
+    // Right after the kick only what fits in 512 KiB (4 requests of ~128 KiB) was taken.
+    let early = h.take_used(q).len();
+    assert!(early <= 4, "{early} completed synchronously");
+    let used = h.wait_used(q, n - early);
+    assert_eq!(used.len() + early, n);
+    assert!(used.iter().all(|u| u.1 as usize == len + 16 + 8));
+}
+
+/// A backend over quota: records what it was offered and refuses it, as a shared scheduler
+/// does when a VM exceeds its limits.
+struct BusyBackend {
+    offered: std::sync::Mutex<Vec<(u32, u64)>>,
+}
+
+impl crate::virtio::accel::Accelerator for BusyBackend {
+    fn capabilities(&self) -> crate::virtio::accel::backend::Capabilities {
+        SoftwareAccelerator::new(0).unwrap().capabilities()
+    }
+    fn submit(
+        &self,
+        job: crate::virtio::accel::backend::Job,
+        _sink: Arc<dyn crate::virtio::accel::backend::CompletionSink>,
+    ) -> Result<(), crate::virtio::accel::backend::SubmitError> {
+        self.offered.lock().unwrap().push((job.tenant, job.cost()));
+        Err(crate::virtio::accel::backend::SubmitError::Busy(Box::new(
+            job,
+        )))
+    }
+}
+
+#[test]
+fn backend_over_quota_answers_busy_with_tenant_and_cost() {
+    use crate::virtio::accel::Accelerator;
+    let backend = Arc::new(BusyBackend {
+        offered: Default::default(),
+    });
+    let cfg = AccelConfig {
+        tenant: 7,
+        ..test_config()
+    };
+    let mut h = Harness::with_backend(backend.clone(), cfg, features_all());
+    let d = h.data(
+        QueueKind::Compression,
+        &comp_req(OP_COMPRESS, COMP_LZ4, 0, &[1; 300]),
+        400,
+    );
+    assert_eq!((d.status, d.used_len), (Status::Busy as u32, 8));
+    assert!(d.out.iter().all(|b| *b == POISON));
+    let (_, sess) = h.create_session(&[2; 16]);
+    let req = crypto_req(OP_ENCRYPT, sess, None, &[0; 12], b"aad", b"0123456789", 16);
+    assert_eq!(
+        h.data(QueueKind::Crypto, &req, 26).status,
+        Status::Busy as u32
+    );
+    // The scheduler saw the VM's tenant id and each job's cost in bytes (aad + src).
+    assert_eq!(*backend.offered.lock().unwrap(), vec![(7, 300), (7, 13)]);
+    let m = h.dev.metrics();
+    assert_eq!(m.get(&m.busy), 2);
+    let _ = backend.capabilities();
 }

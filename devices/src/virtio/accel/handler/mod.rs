@@ -10,10 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use virtio_queue::{Queue, QueueT};
-use vm_memory::endian::{Le32, Le64};
+use vm_memory::endian::Le32;
 use vm_memory::{ByteValued, GuestMemory};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use zeroize::Zeroize;
+
+mod control;
 
 use super::backend::{
     Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
@@ -22,9 +24,10 @@ use super::chain::{ChainError, SplitChain, WritableArea, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
 use super::protocol::{
-    CryptoKey, CtrlResp, DataResp, IPSEC_ESP_AES_GCM, SaStats, Status, VIRTIO_ACCEL_F_STATELESS,
+    CryptoKey, DataHdr, DataResp, Status, VIRTIO_ACCEL_F_COMPRESSION, VIRTIO_ACCEL_F_CRYPTO,
+    VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
 };
-use super::request::{CtrlRequest, DataOp, parse_ctrl, parse_data};
+use super::request::{DataOp, parse_data};
 use super::session::{Tables, expand_key};
 use super::{OUTPUT_SLACK, QueueKind, QueueLayout};
 use crate::virtio::{ActivationContext, InterruptKind, VIRTIO_F_EVENT_IDX, VirtioInterrupt};
@@ -60,6 +63,7 @@ struct HQueue {
     kick: EventFd,
     signal: bool,
     broken: bool,
+    deferred: bool,
 }
 
 struct InFlight {
@@ -67,6 +71,7 @@ struct InFlight {
     head: u16,
     area: WritableArea,
     bytes_in: u64,
+    held: usize,
 }
 
 /// Runs one activated virtio-accel device on the VMM's event loop.
@@ -87,8 +92,12 @@ pub struct AccelHandler<M> {
     pool: Vec<Vec<u8>>,
     metrics: Arc<AccelMetrics>,
     max_data: usize,
+    max_readable: usize,
+    inflight_bytes: usize,
+    max_inflight_bytes: usize,
     tenant: TenantId,
     stateless: bool,
+    acked: u64,
 }
 
 impl<M: GuestMemory + Send> AccelHandler<M> {
@@ -102,6 +111,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         metrics: Arc<AccelMetrics>,
         max_data: u32,
         tenant: TenantId,
+        max_inflight_bytes: usize,
     ) -> std::io::Result<Self> {
         let event_idx = ctx.acked_features & (1 << VIRTIO_F_EVENT_IDX) != 0;
         let mut queues = Vec::new();
@@ -119,6 +129,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 kick: aq.kick,
                 signal: false,
                 broken: false,
+                deferred: false,
             });
         }
         Ok(AccelHandler {
@@ -141,8 +152,12 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             pool: Vec::new(),
             metrics,
             max_data: max_data as usize,
+            max_readable: size_of::<DataHdr>() + size_of::<CryptoKey>() + max_data as usize,
+            inflight_bytes: 0,
+            max_inflight_bytes,
             tenant,
             stateless: ctx.acked_features & (1 << VIRTIO_ACCEL_F_STATELESS) != 0,
+            acked: ctx.acked_features,
         })
     }
 
@@ -151,33 +166,51 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         self.inflight.len()
     }
 
-    fn recycle(&mut self, mut buf: Vec<u8>) {
+    fn recycle(&mut self, buf: Vec<u8>) {
+        // The length is kept: those bytes are initialised, so the next user overwrites them
+        // instead of zero-filling a fresh buffer.
         if self.pool.len() < POOL_MAX_BUFFERS
             && buf.capacity() > 0
             && buf.capacity() <= POOL_MAX_BUFFER_BYTES
         {
-            // Keep the length: the bytes are initialised, so the next user need not zero them.
-            buf.truncate(buf.capacity().min(buf.len()));
             self.pool.push(buf);
         }
     }
 
     fn process_queue(&mut self, qpos: usize, tables: &mut Tables) {
+        if self.queues[qpos].broken {
+            return;
+        }
+        self.queues[qpos].deferred = false;
         let mut batch = Vec::new();
+        let mut budget = self.max_inflight_bytes.saturating_sub(self.inflight_bytes);
+        let max_readable = self.max_readable;
+        let out_cap = self.max_data + OUTPUT_SLACK as usize;
         {
             let (mem, q, pool) = (&self.mem, &mut self.queues[qpos], &mut self.pool);
-            if q.broken {
-                return;
-            }
             // virtio 1.2 §2.7.10: suppress notifications while draining, then re-check.
             loop {
                 if q.queue.disable_notification(mem).is_err() {
                     q.broken = true;
                     break;
                 }
-                while let Some(chain) = q.queue.pop_descriptor_chain(mem) {
+                while budget > 0 {
+                    let Some(chain) = q.queue.pop_descriptor_chain(mem) else {
+                        break;
+                    };
                     let buf = pool.pop().unwrap_or_default();
-                    batch.push(split_chain(chain, mem, buf, TAG_SLACK));
+                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable);
+                    if let Ok(sc) = &r {
+                        let held = sc.readable.len() + sc.writable.len().min(out_cap);
+                        budget = budget.saturating_sub(held.max(1));
+                    }
+                    batch.push(r);
+                }
+                if budget == 0 {
+                    // Too much host memory pinned by this device: leave the rest in the ring
+                    // (notifications stay off) and come back when completions free some.
+                    q.deferred = true;
+                    break;
                 }
                 match q.queue.enable_notification(mem) {
                     Ok(true) => continue,
@@ -199,7 +232,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                     let m = &self.metrics;
                     match err {
                         ChainError::ReadableAfterWritable => &m.bad_direction,
-                        ChainError::TooManySegments | ChainError::ReadableTooLong => {
+                        ChainError::TooManySegments | ChainError::ReadableTooLong(_) => {
                             &m.chain_too_long
                         }
                         _ => &m.bad_address,
@@ -220,83 +253,6 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             q.broken = true;
         }
         q.signal = true;
-    }
-
-    fn control(&mut self, qpos: usize, mut sc: SplitChain, tables: &mut Tables) {
-        let trailer = size_of::<CtrlResp>();
-        if sc.writable.len() < trailer {
-            self.metrics
-                .dropped_no_trailer
-                .fetch_add(1, Ordering::Relaxed);
-            sc.readable.zeroize();
-            self.recycle(sc.readable);
-            return self.add_used(qpos, sc.head, 0);
-        }
-        let out_cap = sc.writable.len() - trailer;
-        let mut stats: Option<SaStats> = None;
-        let result = match parse_ctrl(&sc.readable) {
-            Err(e) => Err(e.status()),
-            Ok(CtrlRequest::CreateSession(mut key)) if self.layout.crypto > 0 => {
-                tables.create_session(&mut key)
-            }
-            Ok(CtrlRequest::CreateSession(mut key)) => {
-                key.key.zeroize();
-                Err(Status::NotSupp)
-            }
-            Ok(CtrlRequest::DestroySession(h)) => tables.destroy_session(h).map(|()| 0),
-            Ok(CtrlRequest::AddSa(mut p)) => {
-                let algo = p.algo.to_native();
-                if self.layout.ipsec == 0
-                    || algo != IPSEC_ESP_AES_GCM
-                    || self.caps.ipsec_algos & (1 << algo) == 0
-                {
-                    p.key.zeroize();
-                    Err(Status::NotSupp)
-                } else {
-                    tables.add_sa(&mut p)
-                }
-            }
-            Ok(CtrlRequest::RemoveSa(h)) => tables.remove_sa(h).map(|()| 0),
-            Ok(CtrlRequest::QuerySa(h)) => match tables.sa(h) {
-                None => Err(Status::NoSession),
-                Some(_) if out_cap < size_of::<SaStats>() => Err(Status::OutputTooSmall),
-                Some(sa) => {
-                    stats = Some(sa.lock().unwrap_or_else(|e| e.into_inner()).stats());
-                    Ok(0)
-                }
-            },
-        };
-        // The request may have carried a key.
-        sc.readable.zeroize();
-        self.recycle(sc.readable);
-        let (status, handle) = match result {
-            Ok(h) => (Status::Ok, h),
-            Err(s) => (s, 0),
-        };
-        self.metrics.count_status(status);
-        if status == Status::Ok {
-            self.metrics.ctrl_ok.fetch_add(1, Ordering::Relaxed);
-        }
-        let mut used = trailer;
-        let mut ok = true;
-        if let Some(s) = stats {
-            ok &= sc.writable.write_at(&self.mem, 0, s.as_slice()).is_ok();
-            used += size_of::<SaStats>();
-        }
-        let resp = CtrlResp {
-            handle: Le64::from(handle),
-            status: Le32::from(status as u32),
-            reserved: Le32::from(0),
-        };
-        ok &= sc
-            .writable
-            .write_at(&self.mem, sc.writable.len() - trailer, resp.as_slice())
-            .is_ok();
-        if !ok {
-            self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
-            used = 0;
-        }
-        self.add_used(qpos, sc.head, used as u32);
     }
 
     /// Completes a data request without running it.
@@ -332,6 +288,15 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         sc: &mut SplitChain,
         tables: &Tables,
     ) -> Result<(JobOp, super::request::DataRequest), Status> {
+        // Spec §3: a service the driver did not negotiate is NOTSUPP.
+        let feature = match kind {
+            QueueKind::Crypto => VIRTIO_ACCEL_F_CRYPTO,
+            QueueKind::Compression => VIRTIO_ACCEL_F_COMPRESSION,
+            _ => VIRTIO_ACCEL_F_IPSEC,
+        };
+        if self.acked & (1 << feature) == 0 {
+            return Err(Status::NotSupp);
+        }
         let req = parse_data(&sc.readable, kind, self.max_data).map_err(|e| e.status())?;
         let op = match req.op {
             DataOp::Encrypt | DataOp::Decrypt => {
@@ -408,7 +373,14 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         };
         self.next_token += 1;
         let token = self.next_token;
-        let spare = self.pool.pop().unwrap_or_default();
+        // AEAD works in place; only compression and ESP write into a second buffer. Handing a
+        // pooled buffer to an in-place job would cost the next request a fresh allocation.
+        let in_place = matches!(op, JobOp::Encrypt { .. } | JobOp::Decrypt { .. });
+        let spare = if in_place {
+            Vec::new()
+        } else {
+            self.pool.pop().unwrap_or_default()
+        };
         let job = Job {
             tenant: self.tenant,
             token,
@@ -420,6 +392,8 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             spare,
         };
         let bytes_in = job.cost();
+        let held = job.buf.len() + out_capacity;
+        self.inflight_bytes += held;
         self.inflight.insert(
             token,
             InFlight {
@@ -427,6 +401,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 head: sc.head,
                 area: sc.writable,
                 bytes_in,
+                held,
             },
         );
         let sink: Arc<dyn CompletionSink> = self.sink.clone();
@@ -436,6 +411,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 SubmitError::Stopped(job) => (job, Status::Err),
             };
             if let Some(f) = self.inflight.remove(&token) {
+                self.inflight_bytes -= f.held;
                 self.finish_now(qpos, f.head, &f.area, status, 0);
             }
             self.recycle(job.buf);
@@ -456,6 +432,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
+            self.inflight_bytes -= f.held;
             let trailer = size_of::<DataResp>();
             let mut status = r.status;
             let mut len = r.needed;
@@ -533,12 +510,25 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 .stale_completions
                 .fetch_add(n as u64, Ordering::Relaxed);
             self.inflight.clear();
+            self.inflight_bytes = 0;
             return;
         }
         if let Some(qpos) = qpos {
             self.process_queue(qpos, &mut st.tables);
         }
-        self.drain_completions();
+        loop {
+            self.drain_completions();
+            // Queues left waiting for host memory resume once completions released some.
+            let deferred: Vec<usize> = (0..self.queues.len())
+                .filter(|&i| self.queues[i].deferred && !self.queues[i].broken)
+                .collect();
+            if deferred.is_empty() || self.inflight_bytes >= self.max_inflight_bytes {
+                break;
+            }
+            for i in deferred {
+                self.process_queue(i, &mut st.tables);
+            }
+        }
         self.signal();
         drop(st);
     }
