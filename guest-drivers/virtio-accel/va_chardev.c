@@ -357,6 +357,7 @@ int va_chardev_register(struct va_dev *dev)
 	dev->misc.fops = &va_fops;
 	dev->misc.groups = va_stats_groups;
 	dev->misc.mode = 0600;
+	dev->misc.parent = &dev->vdev->dev;
 	err = misc_register(&dev->misc);
 	if (!err)
 		dev->misc_registered = true;

@@ -148,14 +148,16 @@ int va_ctrl_exec(struct va_dev *dev, u32 opcode, const void *body, size_t body_l
 		left = wait_for_completion_interruptible_timeout(&c->done, VA_CTRL_TIMEOUT);
 	else
 		left = wait_for_completion_timeout(&c->done, VA_CTRL_TIMEOUT);
-	if (left <= 0 &&
-	    atomic_cmpxchg(&c->state, VA_CTRL_WAITING, VA_CTRL_ABANDONED) == VA_CTRL_WAITING) {
-		/* The completion now owns the message (and undoes a session it creates). */
-		va_ctrl_put(c);
-		return left ? -EINTR : -ETIMEDOUT;
+	if (left <= 0) {
+		if (atomic_cmpxchg(&c->state, VA_CTRL_WAITING, VA_CTRL_ABANDONED) ==
+		    VA_CTRL_WAITING) {
+			/* The completion now owns the message (and undoes a session it creates). */
+			va_ctrl_put(c);
+			return left ? -EINTR : -ETIMEDOUT;
+		}
+		/* It completed while the wait ended: complete() follows at once. */
+		wait_for_completion(&c->done);
 	}
-	/* Completed, possibly racing with the signal: the result is valid. */
-	wait_for_completion(&c->done);
 	err = c->err;
 	st = le32_to_cpu(c->resp.status);
 	if (!err) {

@@ -179,8 +179,10 @@ impl AeadOp {
                 data.len()
             )));
         }
+        // out_len counts the associated data too (the kernel writes assoc || result). A
+        // larger buffer would make recvmsg wait for more input (it loops while space is left).
         out.clear();
-        out.resize(assoclen + out_len, 0);
+        out.resize(out_len, 0);
         // SAFETY: out has out.len() writable bytes.
         let n = unsafe { libc::read(self.fd.as_raw_fd(), out.as_mut_ptr().cast(), out.len()) };
         if n < 0 {

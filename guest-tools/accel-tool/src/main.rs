@@ -20,6 +20,7 @@ use dev::AccelDev;
 const USAGE: &str = "usage: accel-tool [-d N] COMMAND
   info                  device information and the crypto API drivers
   stats                 driver statistics of /dev/virtio-accel<N>
+  smoke                 one quick AF_ALG + char device check
   selftest              known-answer and cross-checks (AF_ALG, char device, kernel acomp)
   bench [--time-ms T] [--sizes a,b,..] [--batch B] [--aead-only|--comp-only]
   kcomp ALG compress|decompress INFILE OUTFILE
@@ -195,6 +196,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
+        "smoke" => selftest::smoke(index),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
