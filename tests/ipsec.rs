@@ -311,7 +311,6 @@ fn software_kernel_esp_baseline_interoperates_and_drops_injected_packets() {
 }
 
 #[test]
-#[ignore = "blocked: virtio_accel's probe never finishes under accelvm --accel (self-test requests stall after the first control completion); see the issue 8 report"]
 fn lookaside_kernel_esp_uses_the_device_and_interoperates_with_linux() {
     let out = scenario(LOOKASIDE_SETUP, LOOKASIDE_REPORT, LOOKASIDE_REMOVE, "");
     let dump = out.dump();
@@ -337,7 +336,6 @@ fn lookaside_kernel_esp_uses_the_device_and_interoperates_with_linux() {
 }
 
 #[test]
-#[ignore = "blocked: virtio_accel's probe never finishes under accelvm --accel (no /dev/virtio-accel0); see the issue 8 report"]
 fn full_offload_gateway_does_esp_on_the_device_and_interoperates_with_linux() {
     let out = scenario(OFFLOAD_SETUP, OFFLOAD_REPORT, OFFLOAD_REMOVE, OFFLOAD_AFTER);
     let dump = out.dump();
