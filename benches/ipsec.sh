@@ -33,7 +33,7 @@ software | lookaside)
     \$IP route add 198.51.100.1/32 via 192.0.2.1 src 198.51.100.2
     ;;
 offload)
-    modprobe virtio_accel
+    modprobe virtio_accel; modprobe tun
     \$IP tuntap add dev tun0 mode tun
     \$IP addr add 198.51.100.2/32 dev tun0
     \$IP link set tun0 mtu 1400 up
