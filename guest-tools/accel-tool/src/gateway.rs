@@ -427,3 +427,64 @@ pub fn run(index: u32, opts: GatewayOpts) -> io::Result<()> {
     print!("{}", gw.report());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    const FULL: &str = "--tun tun0 --local 192.0.2.2 --remote 192.0.2.1 --spi-out 0x2002 \
+        --spi-in 4097 --key-out 0x000102030405060708090a0b0c0d0e0fa0a1a2a3 \
+        --key-in 0x101112131415161718191a1b1c1d1e1fb0b1b2b3";
+
+    #[test]
+    fn parses_a_full_command_line_with_defaults() {
+        let o = GatewayOpts::parse(&args(FULL)).unwrap();
+        assert_eq!((o.spi_out, o.spi_in), (0x2002, 0x1001));
+        assert_eq!((o.icv_len, o.replay_window, o.batch), (16, 64, 64));
+        assert_eq!(o.key_out.len(), 20);
+        assert!(o.stats_file.is_none());
+    }
+
+    #[test]
+    fn refuses_bad_options_with_the_reason() {
+        let err = |extra: &str| GatewayOpts::parse(&args(&format!("{FULL} {extra}"))).unwrap_err();
+        assert!(err("--icv 10").contains("8, 12 or 16"));
+        assert!(err("--replay-window 8").contains("32..=4096"));
+        assert!(err("--batch 0").contains("--batch"));
+        assert!(err("--bogus 1").contains("unknown gateway option"));
+        assert!(err("--tun").contains("needs a value"));
+        assert!(err("--key-in 0x0011").contains("20 or 36"));
+        assert!(err("--key-in 0xzz").contains("not hex"));
+        assert!(err("--local 300.1.1.1").contains("--local"));
+        let e = GatewayOpts::parse(&args("--tun tun0")).unwrap_err();
+        assert!(e.contains("gateway needs --local"), "{e}");
+    }
+
+    #[test]
+    fn sas_split_key_and_salt_and_orient_the_tunnel() {
+        let o = GatewayOpts::parse(&args(FULL)).unwrap();
+        let out = sa_for(&o, true);
+        assert_eq!(out.direction, uapi::SA_DIR_OUTBOUND);
+        assert_eq!(out.spi, 0x2002);
+        assert_eq!(out.key_len, 16);
+        assert_eq!(out.salt, [0xa0, 0xa1, 0xa2, 0xa3]);
+        assert_eq!(out.key[..16], o.key_out[..16]);
+        assert!(out.key[16..].iter().all(|&b| b == 0));
+        assert_eq!(out.tunnel_src[..4], [192, 0, 2, 2]);
+        assert_eq!(out.tunnel_dst[..4], [192, 0, 2, 1]);
+        let inb = sa_for(&o, false);
+        assert_eq!(inb.direction, uapi::SA_DIR_INBOUND);
+        assert_eq!(inb.spi, 0x1001);
+        assert_eq!(inb.salt, [0xb0, 0xb1, 0xb2, 0xb3]);
+        assert_eq!(inb.tunnel_src[..4], [192, 0, 2, 1]);
+        assert_eq!(inb.tunnel_dst[..4], [192, 0, 2, 2]);
+        assert_eq!(
+            (inb.mode, inb.family, inb.icv_len),
+            (uapi::SA_MODE_TUNNEL, 4, 16)
+        );
+    }
+}

@@ -162,3 +162,51 @@ pub fn run(o: &InjectOpts) -> io::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + 20-byte IPv4 header (protocol `proto`, to `dst`) + `payload` bytes.
+    fn frame(proto: u8, dst: [u8; 4], payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; ETH_HDR + 20 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[ETH_HDR] = 0x45;
+        f[ETH_HDR + 9] = proto;
+        f[ETH_HDR + 16..ETH_HDR + 20].copy_from_slice(&dst);
+        f
+    }
+
+    #[test]
+    fn finds_esp_to_the_destination_only() {
+        let dst = Ipv4Addr::new(192, 0, 2, 2);
+        assert_eq!(esp_offset(&frame(50, [192, 0, 2, 2], 64), dst), Some(34));
+        assert_eq!(esp_offset(&frame(50, [192, 0, 2, 9], 64), dst), None);
+        assert_eq!(esp_offset(&frame(17, [192, 0, 2, 2], 64), dst), None);
+        // Too short for SPI, sequence number, IV and ICV.
+        assert_eq!(esp_offset(&frame(50, [192, 0, 2, 2], 20), dst), None);
+        let mut v6 = frame(50, [192, 0, 2, 2], 64);
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(esp_offset(&v6, dst), None);
+    }
+
+    #[test]
+    fn parses_options_and_refuses_bad_ones() {
+        let a = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let o = InjectOpts::parse(&a(
+            "--ifname t0 --dst 192.0.2.2 --mac 02:00:00:00:00:02 --mode tamper --copies 2",
+        ))
+        .unwrap();
+        assert_eq!(o.mode, Mode::Tamper);
+        assert_eq!(o.mac, [2, 0, 0, 0, 0, 2]);
+        assert_eq!(o.copies, 2);
+        assert!(InjectOpts::parse(&a("--ifname t0 --dst 192.0.2.2")).is_err());
+        assert!(parse_mac("02:00:00:00:00").is_err());
+        assert!(parse_mac("02:00:00:00:00:zz").is_err());
+        let e = InjectOpts::parse(&a(
+            "--ifname t0 --dst 192.0.2.2 --mac 02:00:00:00:00:02 --copies 0",
+        ))
+        .unwrap_err();
+        assert!(e.contains("--copies"), "{e}");
+    }
+}
