@@ -66,7 +66,7 @@ echo "=== boot 3: ELF vmlinux through PVH, 2 vCPUs"
 accelvm run --kernel "$ACCELVM_GUEST_VMLINUX" --initrd "$ACCELVM_GUEST_INITRD" --cpus 2 --guest-cmd 'echo "PVH_NPROC=$(nproc)"; exit 0'
 echo "BOOT3_STATUS=$?"
 echo "=== boot 4/5: interactive shell, poweroff and reboot"
-interactive POWEROFF 'echo TYPED_$((40 + 3))\npoweroff -f\n'
+interactive POWEROFF 'echo TYPED_$((40 + 3))\nx=012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789; echo LEN_${{#x}}\npoweroff -f\n'
 interactive REBOOT 'echo TYPED_$((40 + 4))\nreboot -f\n'
 echo "=== boot 6: SIGTERM while the guest command runs"
 accelvm run --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" --guest-cmd 'echo SLEEPING; sleep 600' >sleep.out 2>&1 &
@@ -139,6 +139,8 @@ fn accelvm_boots_the_guest_image() {
     // Boots 4 and 5: typed input reached the shell; poweroff and reboot end accelvm with 0.
     assert_eq!(out.marker("POWEROFF_STATUS="), "0", "{dump}");
     assert!(out.has_line("POWEROFF: TYPED_43"), "{dump}");
+    // A line longer than the UART's 64-byte FIFO arrives whole.
+    assert!(out.has_line("POWEROFF: LEN_120"), "{dump}");
     assert_eq!(out.marker("REBOOT_STATUS="), "0", "{dump}");
     assert!(out.has_line("REBOOT: TYPED_44"), "{dump}");
 

@@ -14,6 +14,7 @@ use event_manager::{
 };
 use log::warn;
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+use vmm_sys_util::timerfd::TimerFd;
 
 /// The subscriber type of the loop.
 pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
@@ -190,20 +191,65 @@ impl EventLoopHandle {
     }
 }
 
-/// Feeds stdin into the UART; unregisters itself at end of file.
+/// Event token of stdin.
+const STDIN_TOKEN: u32 = 0;
+/// Event token of the retry timer armed while the guest's receive FIFO is full.
+const RETRY_TOKEN: u32 = 1;
+/// How long stdin is left alone when the guest has not drained its FIFO.
+const RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Feeds stdin into the UART; unregisters itself at end of file. While the guest's receive
+/// FIFO is full, stdin is unwatched and a timer brings it back, so the loop never spins.
 pub struct StdinSubscriber<F: FnMut(&[u8]) -> usize + Send> {
-    /// Pushes bytes to the guest; returns how many it took.
-    pub sink: F,
-    /// Free space in the guest's receive FIFO.
-    pub capacity: Box<dyn Fn() -> usize + Send>,
+    sink: F,
+    capacity: Box<dyn Fn() -> usize + Send>,
+    retry: TimerFd,
+}
+
+impl<F: FnMut(&[u8]) -> usize + Send> StdinSubscriber<F> {
+    /// `sink` pushes bytes to the guest and returns how many it took; `capacity` is the free
+    /// space in the guest's receive FIFO.
+    pub fn new(sink: F, capacity: Box<dyn Fn() -> usize + Send>) -> std::io::Result<Self> {
+        Ok(StdinSubscriber {
+            sink,
+            capacity,
+            retry: TimerFd::new().map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?,
+        })
+    }
+
+    fn stdin_events() -> Events {
+        Events::with_data(
+            &BorrowedRawFd(libc::STDIN_FILENO),
+            STDIN_TOKEN,
+            EventSet::IN,
+        )
+    }
+
+    fn pause(&mut self, ops: &mut EventOps) {
+        let _ = ops.remove(Self::stdin_events());
+        if let Err(e) = self.retry.reset(RETRY_DELAY, None) {
+            warn!("cannot arm the stdin retry timer: {e}; input stops");
+            return;
+        }
+        let _ = ops.add(Events::with_data(&self.retry, RETRY_TOKEN, EventSet::IN));
+    }
+
+    fn resume(&mut self, ops: &mut EventOps) {
+        let _ = self.retry.wait();
+        let _ = ops.remove(Events::with_data(&self.retry, RETRY_TOKEN, EventSet::IN));
+        let _ = ops.add(Self::stdin_events());
+    }
 }
 
 impl<F: FnMut(&[u8]) -> usize + Send> MutEventSubscriber for StdinSubscriber<F> {
     fn process(&mut self, events: Events, ops: &mut EventOps) {
+        if events.data() == RETRY_TOKEN {
+            self.resume(ops);
+            return;
+        }
         let room = (self.capacity)();
         if room == 0 {
-            // The guest has not drained its FIFO yet; the fd stays readable and we come back.
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            self.pause(ops);
             return;
         }
         let mut buf = [0u8; 64];
@@ -228,8 +274,7 @@ impl<F: FnMut(&[u8]) -> usize + Send> MutEventSubscriber for StdinSubscriber<F> 
     }
 
     fn init(&mut self, ops: &mut EventOps) {
-        let stdin = BorrowedRawFd(libc::STDIN_FILENO);
-        if let Err(e) = ops.add(Events::new(&stdin, EventSet::IN)) {
+        if let Err(e) = ops.add(Self::stdin_events()) {
             // e.g. stdin is a regular file, which epoll refuses: no input then.
             log::debug!("stdin not watched: {e}");
         }

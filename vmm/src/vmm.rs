@@ -156,20 +156,22 @@ impl Vmm {
         if interactive {
             let sink_serial = serial.clone();
             let cap_serial = serial.clone();
-            initial.push(Arc::new(Mutex::new(StdinSubscriber {
-                sink: move |bytes: &[u8]| {
+            let stdin = StdinSubscriber::new(
+                move |bytes: &[u8]| {
                     sink_serial
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .enqueue_input(bytes)
                 },
-                capacity: Box::new(move || {
+                Box::new(move || {
                     cap_serial
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .rx_capacity()
                 }),
-            })));
+            )
+            .map_err(|e| VmmError::Host("cannot create the stdin retry timer", e))?;
+            initial.push(Arc::new(Mutex::new(stdin)));
         }
         // Threads inherit the signal mask: the loop must never take SIGTERM/SIGINT.
         let blocked = BlockedStopSignals::new()
