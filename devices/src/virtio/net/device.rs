@@ -216,6 +216,35 @@ impl Net {
     }
 }
 
+impl Drop for Net {
+    fn drop(&mut self) {
+        // The counters' one appearance outside an embedder: a summary when the VM goes away.
+        let m = &self.metrics;
+        let g = NetMetrics::get;
+        log::info!(
+            "virtio-net {}: tx {} frames {} bytes, rx {} frames ({} direct) {} bytes; dropped: \
+             tx malformed {} oversized {} tap-errors {}, rx malformed-chains {} oversized {} \
+             runts {} tap-errors {}; rx pauses (no buffers) {}, queue errors {}, irq errors {}",
+            self.tap.name(),
+            g(&m.tx_frames),
+            g(&m.tx_bytes),
+            g(&m.rx_frames),
+            g(&m.rx_direct_frames),
+            g(&m.rx_bytes),
+            g(&m.tx_malformed_chains),
+            g(&m.tx_oversized_frames),
+            g(&m.tx_tap_errors),
+            g(&m.rx_malformed_chains),
+            g(&m.rx_oversized_frames),
+            g(&m.rx_runt_frames),
+            g(&m.rx_tap_errors),
+            g(&m.rx_no_buffers),
+            g(&m.queue_errors),
+            g(&m.interrupt_errors),
+        );
+    }
+}
+
 impl<M: GuestMemory + Clone + Send + 'static> VirtioDevice<M> for Net {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_NET
