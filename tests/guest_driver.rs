@@ -73,6 +73,7 @@ echo "BAD_BEFORE2=$(bad_dmesg)"
 modprobe virtio_accel corrupt_encrypt=1; echo "MODPROBE_BROKEN=$?"
 selftests "BROKEN_"
 dmesg | grep -c 'alg: aead: virtio_accel-gcm-aes encryption test failed' | sed 's/^/BROKEN_GCM_FAIL_LINES=/'
+echo "BAD_BROKEN=$(bad_dmesg)"
 rmmod virtio_accel; modprobe virtio_accel; echo "MODPROBE_FIXED=$?"
 selftests "FIXED_"
 exec 3</dev/virtio-accel0
@@ -180,7 +181,8 @@ fn guest_driver_end_to_end() {
         let v = num(&out, &format!("STAT_{stat}="));
         assert!(v >= min, "{stat} = {v}, expected >= {min}\n{dump}");
     }
-    assert_eq!(num(&out, "STAT_encrypt_errors="), 0, "{dump}");
+    // accel-tool's deliberate failures (2 too-small outputs, tampered tags) are the only errors.
+    assert_eq!(num(&out, "STAT_encrypt_errors="), 2, "{dump}");
     // An open char device pins the module; a signal ends a running batch cleanly.
     assert_ne!(out.marker("RMMOD_IN_USE="), "0", "{dump}");
     assert_eq!(out.marker("BENCH_SIGTERM="), "143", "{dump}");
@@ -232,9 +234,15 @@ fn guest_driver_end_to_end() {
     assert_eq!(out.marker("BIND="), "0", "{dump}");
     assert_eq!(out.marker("SMOKE_REBOUND="), "0", "{dump}");
     assert_eq!(out.marker("RMMOD_FINAL="), "0", "{dump}");
-    assert_eq!(
-        num(&out, "BAD_END="),
+    // testmgr WARNs once per failed algorithm ("alg: self-tests for ... failed"): only the two
+    // broken AEADs may add reports; unbind/rebind/unload add none.
+    let (b0, b1, b2) = (
         num(&out, "BAD_BEFORE2="),
-        "new WARNING/BUG/Oops in dmesg\n{dump}"
+        num(&out, "BAD_BROKEN="),
+        num(&out, "BAD_END="),
+    );
+    assert!(
+        b1 > b0 && b2 == b1,
+        "dmesg reports {b0} -> {b1} -> {b2}\n{dump}"
     );
 }
