@@ -236,37 +236,12 @@ GUEST_DRIVER_DIR="$REPO_DIR/guest-drivers/virtio-accel"
 GUEST_DRIVER_MODULES=(lz4 lz4hc)
 ACCEL_TOOL_BIN="$REPO_DIR/target/x86_64-unknown-linux-gnu/release/accel-tool"
 
-# Downloads (cached) the headers of exactly the kernel the image boots (same package version) and
-# extracts -cloud-amd64, -common and linux-kbuild-6.1 into one folder; sets KHDR.
-fetch_kernel_headers() {
-    local dir="$CACHE/headers-$KVER" ver p deb
-    KHDR="$dir/root/usr/src/linux-headers-$KVER"
-    [[ -f "$dir/.extracted" ]] && return
-    deb=$(find "$CACHE/debs" -maxdepth 1 -name "linux-image-${KVER}_*.deb" | head -n1)
-    ver=$(dpkg-deb -f "$deb" Version)
-    rm -rf "$dir"
-    mkdir -p "$dir/root"
-    for p in "linux-headers-$KVER" "linux-headers-${KVER%-cloud-amd64}-common" "linux-kbuild-${KVER%%.0-*}"; do
-        deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${ver}_*.deb" | head -n1)
-        if [[ -z "$deb" ]]; then
-            log "downloading $p=$ver"
-            (cd "$CACHE/debs" && apt-get download -q "$p=$ver" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
-                true
-            deb=$(find "$CACHE/debs" -maxdepth 1 -name "${p}_${ver}_*.deb" | head -n1)
-            [[ -n "$deb" ]] || die "apt-get download $p=$ver failed"
-        fi
-        dpkg-deb -x "$deb" "$dir/root"
-    done
-    # The -cloud-amd64 Makefile includes the -common one by its absolute /usr/src path.
-    sed -i "s|/usr/src/|$dir/root/usr/src/|g" "$KHDR/Makefile"
-    touch "$dir/.extracted"
-}
-
 # Builds the guest driver modules against KHDR (make is incremental; the .ko files land next to the
 # sources, where add_guest_extras picks them up).
 build_guest_driver() {
     [[ -d "$GUEST_DRIVER_DIR" ]] || return 0
     fetch_kernel_headers
+    KHDR="$CACHE/headers-$KVER/root/usr/src/linux-headers-$KVER"
     make -s -C "$KHDR" M="$GUEST_DRIVER_DIR" modules >&2 || die "guest driver build failed"
 }
 
@@ -309,6 +284,9 @@ add_guest_extras() {
     fi
 }
 
+# ---- IPsec (issue 8): the full-offload gateway's inner interface is a TUN ----
+GUEST_IPSEC_MODULES=(tun)
+
 # Prints a hash over everything that goes into an image, so unchanged inputs skip the rebuild.
 inputs_stamp() {
     {
@@ -339,7 +317,7 @@ build_guest_initrd() {
     install -m 0755 "$IMAGES_DIR/guest/init" "$root/init"
     add_guest_extras "$root"
     copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}" \
-        "${GUEST_DRIVER_MODULES[@]}"
+        "${GUEST_DRIVER_MODULES[@]}" "${GUEST_IPSEC_MODULES[@]}"
     make_cpio "$root" "$OUT/initrd.img"
     printf '%s\n' "$stamp" >"$CACHE/guest.stamp"
     log "guest initrd: $(du -h "$OUT/initrd.img" | cut -f1)"

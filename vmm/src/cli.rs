@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use accelvm_devices::virtio::rng::Rng;
 use clap::{Args, Parser, Subcommand};
 
-use crate::accel_device::{AccelDevice, AccelDeviceError};
 use crate::config::{DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::kvm::DEFAULT_KVM_DEVICE;
 use crate::net_config::{NetBuildError, NetSpec, build_net_devices};
@@ -102,6 +101,11 @@ pub struct RunArgs {
     #[arg(long = "net", value_name = "tap=NAME[,mac=MAC]")]
     pub net: Vec<NetSpec>,
 
+    /// Add a virtio-accel device (crypto AES-GCM, compression deflate/LZ4, IPsec ESP) backed
+    /// by the software accelerator, all services on, after the NICs.
+    #[arg(long)]
+    pub accel: bool,
+
     /// Attach a virtio-rng (entropy) device on virtio-mmio, fed by the host's getrandom(2).
     #[arg(long)]
     pub rng: bool,
@@ -114,11 +118,6 @@ pub struct RunArgs {
     /// KVM_RUN and stop there (start-up cost benchmark).
     #[arg(long, hide = true)]
     pub startup_probe: bool,
-
-    /// Attach a virtio-accel device (crypto AES-GCM, compression deflate/LZ4, IPsec ESP) backed
-    /// by the software accelerator, with all services on.
-    #[arg(long)]
-    pub accel: bool,
 }
 
 /// Errors resolving the default images.
@@ -133,9 +132,9 @@ pub enum CliError {
     /// A `--net` device could not be created.
     #[error(transparent)]
     Net(#[from] NetBuildError),
-    /// `--accel` could not create its device.
+    /// The `--accel` device could not be built.
     #[error(transparent)]
-    Accel(#[from] AccelDeviceError),
+    Accel(#[from] crate::accel_config::AccelBuildError),
 }
 
 /// The images folder: `$ACCELVM_IMAGES_DIR`, else the first `images/out` holding a
@@ -196,7 +195,9 @@ impl RunArgs {
             config.devices.push(Box::new(net));
         }
         if self.accel {
-            config.devices.push(Box::new(AccelDevice::new()?));
+            config
+                .devices
+                .push(Box::new(crate::accel_config::build_accel_device()?));
         }
         Ok(config)
     }

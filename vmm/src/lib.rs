@@ -12,7 +12,7 @@
 //! # Ok::<(), accelvm::VmmError>(())
 //! ```
 
-pub mod accel_device;
+pub mod accel_config;
 pub mod acpi;
 pub mod boot;
 pub mod bus;

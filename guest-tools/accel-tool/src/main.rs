@@ -1,9 +1,13 @@
 //! accel-tool: the guest-side tool for the virtio-accel device (static binary in the guest
-//! image). `info`, `stats`, `selftest`, `bench`, `kcomp`; see `accel-tool help`.
+//! image). `info`, `stats`, `selftest`, `bench`, `kcomp`, the full-offload IPsec `gateway`, and
+//! `esp-inject` (a test helper for the peer side); see `accel-tool help`.
 
 mod afalg;
 mod bench;
 mod dev;
+mod gateway;
+mod inject;
+mod netio;
 mod selftest;
 mod uapi;
 mod util;
@@ -21,6 +25,15 @@ const USAGE: &str = "usage: accel-tool [-d N] COMMAND
   bench [--time-ms T] [--sizes a,b,..] [--batch B] [--aead-only|--comp-only]
   kcomp ALG compress|decompress INFILE OUTFILE
                         one (de)compression through the in-kernel acomp API
+  gateway --tun IF --local A --remote B --spi-out X --spi-in Y --key-out HEX --key-in HEX
+          [--icv 16] [--replay-window 64] [--batch 64] [--stats-file PATH]
+                        full-offload IPsec tunnel (IPv4, ESP AES-GCM, tunnel mode): TUN <-> device
+                        <-> raw ESP socket; keys are AES key + 4-byte salt as for `ip xfrm`.
+                        SIGUSR1 removes the SAs, SIGTERM stops and prints the counters
+  esp-inject --ifname IF --dst A --mac MAC --mode replay|tamper [--copies N] [--delay-ms D]
+          [--timeout-ms T]
+                        (peer side, for tests) re-send the next ESP frame sent to A on IF,
+                        unchanged or with one ciphertext byte flipped, to MAC
 options: -d N selects /dev/virtio-accelN (default 0)";
 
 fn info(index: u32) -> std::io::Result<()> {
@@ -169,6 +182,20 @@ fn main() -> ExitCode {
             }
         },
         "kcomp" => kcomp(index, rest),
+        "gateway" => match gateway::GatewayOpts::parse(rest) {
+            Ok(o) => gateway::run(index, o),
+            Err(e) => {
+                eprintln!("accel-tool: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        "esp-inject" => match inject::InjectOpts::parse(rest) {
+            Ok(o) => inject::run(&o),
+            Err(e) => {
+                eprintln!("accel-tool: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         "smoke" => selftest::smoke(index),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

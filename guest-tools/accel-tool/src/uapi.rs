@@ -7,6 +7,7 @@ pub mod status {
     pub const AUTH_FAILED: u32 = 5;
     pub const REPLAY: u32 = 8;
     pub const OUTPUT_TOO_SMALL: u32 = 6;
+    pub const NO_SESSION: u32 = 4;
     pub const NOT_RUN: u32 = 0xffff_ffff;
 }
 
@@ -21,6 +22,11 @@ pub mod op {
 }
 
 pub const CRYPTO_AES_GCM: u32 = 1;
+pub const IPSEC_ESP_AES_GCM: u32 = 1;
+pub const SA_DIR_OUTBOUND: u8 = 0;
+pub const SA_DIR_INBOUND: u8 = 1;
+pub const SA_MODE_TUNNEL: u8 = 0;
+pub const SA_FAMILY_IPV4: u8 = 4;
 pub const COMP_DEFLATE: u32 = 1;
 pub const COMP_LZ4: u32 = 2;
 pub const MAX_BATCH: usize = 256;
