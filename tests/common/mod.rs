@@ -321,12 +321,14 @@ fn run_testhost(script: &str, opts: &ScenarioOptions) -> ScenarioOutput {
     }
 }
 
-/// The scenario's own output inside the test host's console log — the lines between
-/// `TESTHOST_READY` and the last `TESTHOST_EXIT=<n>` — and n, so tests see the same output in both
-/// modes. None when the test host never got there.
+/// The scenario's own output inside the test host's console log — the lines between the last
+/// `TESTHOST_READY` (a platform retry boots the test host again) and the last `TESTHOST_EXIT=<n>` —
+/// and n, so tests see the same output in both modes. None when the test host never got there.
 fn scenario_part(console: &str) -> Option<(String, i32)> {
     let lines: Vec<&str> = console.lines().collect();
-    let ready = lines.iter().position(|l| l.starts_with("TESTHOST_READY"))?;
+    let ready = lines
+        .iter()
+        .rposition(|l| l.starts_with("TESTHOST_READY"))?;
     let (exit, status) = lines.iter().enumerate().rev().find_map(|(i, l)| {
         let n = l
             .trim_end()
@@ -354,5 +356,8 @@ mod tests {
         assert_eq!(scenario_part(console), Some(("a\nb\n".to_string(), 3)));
         assert_eq!(scenario_part("TESTHOST_INIT_START\n"), None);
         assert_eq!(scenario_part("TESTHOST_EXIT=0\nTESTHOST_READY\n"), None);
+        // After a platform retry only the second boot's output counts.
+        let retried = "TESTHOST_READY\nold\nTESTHOST_READY\nnew\nTESTHOST_EXIT=0\n";
+        assert_eq!(scenario_part(retried), Some(("new\n".to_string(), 0)));
     }
 }
