@@ -5,7 +5,8 @@
 //!    known answers and cross-checks against the guest's software/AES-NI GCM, rfc4106 sizes xfrm
 //!    uses, char device crypto/compression/ESP and bad input, in-kernel acomp round trips),
 //!    statistics, rmmod refused while in use, a signal interrupting a running batch, 100
-//!    unload/load cycles with traffic in between, no new WARNING/BUG/Oops or taint;
+//!    unload/load cycles with traffic in between (its own test), no WARNING/BUG/Oops anywhere in
+//!    the guest's kernel log and no taint but the out-of-tree module's;
 //! 2. a deliberately broken driver (`corrupt_encrypt=1`) fails the kernel self-tests (so they
 //!    really run), then device unbind with an open file, rebind, and final unload.
 
@@ -32,6 +33,8 @@ selftests() {
     done
 }
 bad_dmesg() { dmesg | grep -c -E 'WARNING|BUG|Oops|Call Trace|general protection'; }
+# The whole kernel log's reports, prefixed with $1 (so a failing assertion shows them).
+bad_lines() { dmesg | grep -E 'WARNING|BUG|Oops|Call Trace|general protection' | sed "s/^/$1/"; }
 "#;
 
 const BOOT1: &str = r#"
@@ -54,7 +57,7 @@ accel-tool bench --time-ms 4000 --comp-only --sizes 65536 >/dev/null 2>&1 &
 p=$!; sleep 3; kill -TERM $p; wait $p; echo "BENCH_SIGTERM=$?"
 echo "TAINT_AFTER=$(cat /proc/sys/kernel/tainted)"
 echo "BAD_AFTER=$(bad_dmesg)"
-dmesg | grep -E 'WARNING|BUG|Oops' | sed 's/^/DMESG_BAD: /'
+bad_lines "DMESG_BAD: "
 "#;
 
 const BOOT3: &str = r#"
@@ -74,16 +77,18 @@ modprobe virtio_accel
         echo "$i smoke" >/tmp/cycle
         accel-tool smoke >/dev/null || break
         echo "$i ok" >/tmp/cycle
+        [ $((i % 10)) -eq 0 ] && echo "CYCLE_PROGRESS $i"
     done
     echo "done $(cat /tmp/cycle)" >/tmp/cycle
 ) &
-last=""; same=0
+last=""; same=0; tick=0
 while :; do
     sleep 5
     cur=$(cat /tmp/cycle)
     case "$cur" in done*) break ;; esac
     if [ "$cur" = "$last" ]; then same=$((same + 1)); else same=0; fi
     last=$cur
+    tick=$((tick + 1)); [ $((tick % 12)) -eq 0 ] && echo "CYCLE_AT $cur"
     if [ $same -ge 24 ]; then
         echo "CYCLE_STUCK $cur"
         echo w >/proc/sysrq-trigger; echo t >/proc/sysrq-trigger
@@ -97,14 +102,21 @@ selftests "FINAL_"
 accel-tool smoke; echo "SMOKE_FINAL=$?"
 echo "TAINT_AFTER3=$(cat /proc/sys/kernel/tainted)"
 echo "BAD_AFTER3=$(bad_dmesg)"
+bad_lines "DMESG_BAD3: "
 "#;
 
 const BOOT2: &str = r#"
+echo "TAINT_BEFORE2=$(cat /proc/sys/kernel/tainted)"
 echo "BAD_BEFORE2=$(bad_dmesg)"
 modprobe virtio_accel corrupt_encrypt=1; echo "MODPROBE_BROKEN=$?"
 selftests "BROKEN_"
 dmesg | grep -c 'alg: aead: virtio_accel-gcm-aes encryption test failed' | sed 's/^/BROKEN_GCM_FAIL_LINES=/'
 echo "BAD_BROKEN=$(bad_dmesg)"
+# The deliberate failures are the only reports allowed: one testmgr WARN per broken AEAD.
+echo "BROKEN_WARNINGS=$(dmesg | grep -c 'WARNING:')"
+echo "BROKEN_TESTMGR_WARNINGS=$(dmesg | grep 'WARNING:' | grep -c 'crypto/testmgr.c')"
+echo "BROKEN_ALG_FAILED=$(dmesg | grep -c -E 'alg: self-tests for virtio_accel-(gcm|rfc4106)')"
+echo "BROKEN_BUG_OOPS=$(dmesg | grep -c -E 'BUG|Oops|general protection')"
 rmmod virtio_accel; modprobe virtio_accel; echo "MODPROBE_FIXED=$?"
 selftests "FIXED_"
 exec 3</dev/virtio-accel0
@@ -117,7 +129,32 @@ echo "$dev" >/sys/bus/virtio/drivers/virtio_accel/bind; echo "BIND=$?"
 accel-tool smoke; echo "SMOKE_REBOUND=$?"
 rmmod virtio_accel; echo "RMMOD_FINAL=$?"
 echo "BAD_END=$(bad_dmesg)"
-dmesg | grep -E 'WARNING|BUG|Oops|Call Trace' | sed 's/^/DMESG_BAD2: /'
+echo "TAINT_END=$(cat /proc/sys/kernel/tainted)"
+bad_lines "DMESG_BAD2: "
+"#;
+
+/// Runs in the test host next to each guest: when the guest prints nothing for 240 s (the
+/// reload loop prints a heartbeat every minute), it dumps what every accelvm thread waits on
+/// and the device counters; after 480 s it ends the VM, so a frozen guest fails the test with
+/// evidence instead of sitting out the scenario timeout. `$1` = output file, `$2` = API socket.
+const HOST_WATCHDOG: &str = r#"
+host_watchdog() {
+    last=-1; idle=0
+    while sleep 10; do
+        pid=$(pidof accelvm) || continue
+        sz=$(wc -c <"$1")
+        if [ "$sz" = "$last" ]; then idle=$((idle + 10)); else idle=0; last=$sz; fi
+        if [ $idle -eq 240 ] || [ $idle -eq 480 ]; then
+            echo "HOST_WATCHDOG: no guest output for ${idle}s"
+            for t in /proc/$pid/task/*; do
+                echo "HOST_THREAD $(cat $t/comm) state=$(cut -d' ' -f3 $t/stat) wchan=$(cat $t/wchan) syscall=$(cut -d' ' -f1 $t/syscall)"
+                sed 's/^/HOST_STACK   /' $t/stack
+            done
+            accelvm stats --socket "$2" 2>&1 | sed 's/^/HOST_STATS /'
+        fi
+        [ $idle -ge 480 ] && { kill $pid; break; }
+    done
+}
 "#;
 
 /// The kernel command line holds at most 2047 bytes: each guest script travels gzipped (the
@@ -127,20 +164,26 @@ fn scenario(boots: &[(&str, &str)]) -> String {
         format!(
             "cat >/tmp/{name}.sh <<'GUEST_SCRIPT_END'\n{SELFTEST_FN}{cmd}\nGUEST_SCRIPT_END\n\
              z=$(gzip -9 </tmp/{name}.sh | base64 | tr -d '\\n')\n\
-             accelvm run --kernel \"$ACCELVM_GUEST_KERNEL\" --initrd \"$ACCELVM_GUEST_INITRD\" \
-             --cpus 2 --memory 512 --accel --guest-cmd \"echo $z | base64 -d | gunzip >/tmp/s.sh; sh /tmp/s.sh\"\n"
+             : >/tmp/{name}.out\n\
+             host_watchdog /tmp/{name}.out /tmp/{name}.sock & wd=$!\n\
+             {{ accelvm run --kernel \"$ACCELVM_GUEST_KERNEL\" --initrd \"$ACCELVM_GUEST_INITRD\" \
+             --cpus 2 --memory 512 --accel --api-socket /tmp/{name}.sock \
+             --guest-cmd \"echo $z | base64 -d | gunzip >/tmp/s.sh; sh /tmp/s.sh\"; \
+             echo $? >/tmp/{name}.rc; }} 2>&1 | tee /tmp/{name}.out\n\
+             kill $wd 2>/dev/null\n"
         )
     };
-    boots
+    let body: String = boots
         .iter()
         .map(|(name, cmd)| {
             format!(
-                "echo '=== {name}'\n{}echo \"{}_STATUS=$?\"\n",
+                "echo '=== {name}'\n{}echo \"{}_STATUS=$(cat /tmp/{name}.rc)\"\n",
                 run(name, cmd),
                 name.to_uppercase()
             )
         })
-        .collect()
+        .collect();
+    format!("{HOST_WATCHDOG}{body}")
 }
 
 fn num(out: &ScenarioOutput, prefix: &str) -> u64 {
@@ -148,6 +191,28 @@ fn num(out: &ScenarioOutput, prefix: &str) -> u64 {
     v.trim()
         .parse()
         .unwrap_or_else(|_| panic!("{prefix}{v} is not a number\n{}", out.dump()))
+}
+
+/// Taint a loaded out-of-tree (O = 4096), unsigned (E = 8192) module sets: allowed.
+const OUT_OF_TREE_TAINT: u64 = 4096 | 8192;
+/// TAINT_WARN (W = 512): any WARN() sets it.
+const WARN_TAINT: u64 = 512;
+
+/// Issue 6: the guest's whole kernel log holds no WARNING, BUG, Oops (nor their call traces),
+/// from boot on, and the kernel carries no taint but `allowed`.
+fn assert_clean_kernel(out: &ScenarioOutput, bad: &str, taint: &str, allowed: u64) {
+    let dump = out.dump();
+    assert_eq!(
+        num(out, bad),
+        0,
+        "{bad}: reports in the guest's dmesg\n{dump}"
+    );
+    let t = num(out, taint);
+    assert_eq!(
+        t & !allowed,
+        0,
+        "{taint}{t}: taint beyond {allowed}\n{dump}"
+    );
 }
 
 /// The self-tests only mean something if testmgr runs: check the booted kernel's config.
@@ -217,24 +282,13 @@ fn guest_driver_end_to_end() {
     // An open char device pins the module; a signal ends a running batch cleanly.
     assert_ne!(out.marker("RMMOD_IN_USE="), "0", "{dump}");
     assert_eq!(out.marker("BENCH_SIGTERM="), "143", "{dump}");
-    // Nothing new in dmesg; the only new taint is out-of-tree/unsigned (O = 4096, E = 8192).
-    assert_eq!(
-        num(&out, "BAD_AFTER="),
-        num(&out, "BAD_BEFORE="),
-        "new WARNING/BUG/Oops in dmesg\n{dump}"
-    );
-    let (before, after) = (num(&out, "TAINT_BEFORE="), num(&out, "TAINT_AFTER="));
-    assert_eq!(
-        after & !before & !(4096 | 8192),
-        0,
-        "taint {before} -> {after}\n{dump}"
-    );
-    if before != 0 {
-        eprintln!("note: the guest kernel was tainted ({before}) before the driver loaded");
-    }
+    // The whole kernel log is clean, boot included; the only taint is out-of-tree/unsigned.
+    assert_clean_kernel(&out, "BAD_BEFORE=", "TAINT_BEFORE=", 0);
+    assert_clean_kernel(&out, "BAD_AFTER=", "TAINT_AFTER=", OUT_OF_TREE_TAINT);
 
     // Boot 2: a broken build fails testmgr (proof the tests run and compare results).
     assert_eq!(out.marker("BOOT2_STATUS="), "0", "{dump}");
+    assert_clean_kernel(&out, "BAD_BEFORE2=", "TAINT_BEFORE2=", 0);
     assert_eq!(out.marker("MODPROBE_BROKEN="), "0", "{dump}");
     assert_ne!(
         out.marker("BROKEN_SELFTEST virtio_accel-gcm-aes "),
@@ -262,25 +316,31 @@ fn guest_driver_end_to_end() {
     assert_eq!(out.marker("BIND="), "0", "{dump}");
     assert_eq!(out.marker("SMOKE_REBOUND="), "0", "{dump}");
     assert_eq!(out.marker("RMMOD_FINAL="), "0", "{dump}");
-    // testmgr WARNs once per failed algorithm ("alg: self-tests for ... failed"): only the two
-    // broken AEADs may add reports; unbind/rebind/unload add none.
-    let (b0, b1, b2) = (
-        num(&out, "BAD_BEFORE2="),
-        num(&out, "BAD_BROKEN="),
-        num(&out, "BAD_END="),
+    // testmgr WARNs once per failed algorithm ("alg: self-tests for ... failed"): the two
+    // broken AEADs' WARNs are the only reports in the whole log (and W the only extra taint);
+    // unbind/rebind/unload add none.
+    assert_eq!(num(&out, "BROKEN_WARNINGS="), 2, "{dump}");
+    assert_eq!(num(&out, "BROKEN_TESTMGR_WARNINGS="), 2, "{dump}");
+    assert!(num(&out, "BROKEN_ALG_FAILED=") >= 2, "{dump}");
+    assert_eq!(num(&out, "BROKEN_BUG_OOPS="), 0, "{dump}");
+    let (b1, b2) = (num(&out, "BAD_BROKEN="), num(&out, "BAD_END="));
+    assert_eq!(
+        b1, b2,
+        "dmesg reports {b1} -> {b2} after the broken load\n{dump}"
     );
-    assert!(
-        b1 > b0 && b2 == b1,
-        "dmesg reports {b0} -> {b1} -> {b2}\n{dump}"
+    let t = num(&out, "TAINT_END=");
+    assert_eq!(
+        t & !(OUT_OF_TREE_TAINT | WARN_TAINT),
+        0,
+        "TAINT_END={t}\n{dump}"
     );
 }
 
-/// 100 unload/load cycles with traffic in between. Ignored for now: in 2 of 3 runs under a
-/// loaded host `modprobe` hung in `crypto_register_alg` -> `crypto_wait_for_test` (the
-/// kernel's self-test of a freshly registered algorithm never finished); cause not yet found.
-/// Run it with `cargo test --release --test guest_driver -- --ignored`.
+/// 100 unload/load cycles with traffic in between. Every unload resets the device and every
+/// load re-activates it and runs the kernel's self-tests against it at once, so this is where
+/// a notification lost across reset/re-activation shows up (it did: see
+/// `a_stale_handler_leaves_kicks_to_the_next_activation` in the device crate).
 #[test]
-#[ignore = "intermittent modprobe hang in crypto_wait_for_test during reload cycles (issue 6 open)"]
 fn reload_cycles_with_traffic() {
     assert_testmgr_enabled();
     let opts = ScenarioOptions {
@@ -302,15 +362,6 @@ fn reload_cycles_with_traffic() {
         );
     }
     assert_eq!(out.marker("SMOKE_FINAL="), "0", "{dump}");
-    assert_eq!(
-        num(&out, "BAD_AFTER3="),
-        num(&out, "BAD_BEFORE3="),
-        "{dump}"
-    );
-    let (before, after) = (num(&out, "TAINT_BEFORE3="), num(&out, "TAINT_AFTER3="));
-    assert_eq!(
-        after & !before & !(4096 | 8192),
-        0,
-        "taint {before} -> {after}\n{dump}"
-    );
+    assert_clean_kernel(&out, "BAD_BEFORE3=", "TAINT_BEFORE3=", 0);
+    assert_clean_kernel(&out, "BAD_AFTER3=", "TAINT_AFTER3=", OUT_OF_TREE_TAINT);
 }

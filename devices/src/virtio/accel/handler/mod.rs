@@ -503,6 +503,10 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         // Holding the state lock for the whole pass is what lets reset() wait for us.
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         if self.stale || st.epoch != self.epoch {
+            // A stale handler leaves kicks alone: they belong to the next activation. The
+            // event loop removes this handler at the end of the batch that showed them (the
+            // transport queues that removal before the guest can kick again), so the unread
+            // eventfd does not make the loop spin.
             self.stale = true;
             let n = std::mem::take(&mut *self.sink.done.lock().unwrap_or_else(|e| e.into_inner()))
                 .len();
@@ -514,6 +518,13 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             return;
         }
         if let Some(qpos) = qpos {
+            // The kick is consumed only here, under the state lock and after the epoch check:
+            // a kick read by a handler that reset() already made stale would be lost to the
+            // next handler, which shares the kick eventfd. (The event loop drops a stale
+            // handler only after the current batch of events; the driver of the re-activated
+            // device may kick in between, and with EVENT_IDX it never kicks that queue again
+            // until the device answers.)
+            let _ = self.queues[qpos].kick.read();
             self.process_queue(qpos, &mut st.tables);
         }
         loop {
@@ -542,8 +553,8 @@ impl<M: GuestMemory + Send> crate::virtio::DeviceHandler for AccelHandler<M> {
     }
 
     fn handle(&mut self, index: usize) {
-        if let Some(q) = self.queues.get(index) {
-            let _ = q.kick.read();
+        if index < self.queues.len() {
+            // run() reads the kick, unless this handler is stale (see there).
             self.run(Some(index));
         } else if index == self.queues.len() {
             let _ = self.sink.evt.read();

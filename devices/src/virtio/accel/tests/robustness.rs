@@ -309,6 +309,23 @@ fn reset_stops_the_old_handler_and_wipes_state() {
 }
 
 #[test]
+fn a_stale_handler_leaves_kicks_to_the_next_activation() {
+    // After reset the old handler can still be polled for one batch of events, and the kick
+    // eventfd is shared with the next activation: a kick the driver makes on the re-activated
+    // device must survive that poll, or the request is never seen (with EVENT_IDX the driver
+    // does not kick that queue again). This was the guest driver's reload hang.
+    let mut h = Harness::new(1);
+    let q = h.queue_index(QueueKind::Control);
+    VirtioDevice::<GuestMemoryMmap>::reset(&mut h.dev);
+    h.kick(q);
+    h.kick(q);
+    // Both notifications are still on the eventfd for whoever runs the queue next (one more
+    // write keeps the blocking read from hanging when they were eaten).
+    h.kicks[q as usize].write(1).unwrap();
+    assert_eq!(h.kicks[q as usize].read().unwrap(), 3);
+}
+
+#[test]
 fn host_memory_in_flight_is_bounded_and_resumes() {
     // A worker-backed device allowed to pin 512 KiB, flooded with 20 requests of 64 KiB in and
     // out: it takes only what fits, leaves the rest in the ring, and finishes all of them.
