@@ -269,44 +269,32 @@ static int va_aead_decrypt(struct aead_request *areq)
 	return va_aead_crypt(areq, false);
 }
 
+/* gcm(aes) and rfc4106(gcm(aes)) share every operation; they differ in names, IV and tag sizes. */
+#define VA_AEAD(name, drv, set_authsize, iv_size)				\
+	{								\
+		.setkey = va_aead_setkey,				\
+		.setauthsize = set_authsize,				\
+		.encrypt = va_aead_encrypt,				\
+		.decrypt = va_aead_decrypt,				\
+		.init = va_aead_init,					\
+		.exit = va_aead_exit,					\
+		.ivsize = iv_size,					\
+		.maxauthsize = AES_BLOCK_SIZE,				\
+		.base = {						\
+			.cra_name = name,				\
+			.cra_driver_name = drv,				\
+			.cra_priority = VA_AEAD_PRIORITY,		\
+			.cra_flags = CRYPTO_ALG_ASYNC | CRYPTO_ALG_KERN_DRIVER_ONLY, \
+			.cra_blocksize = 1,				\
+			.cra_ctxsize = sizeof(struct va_aead_ctx),	\
+			.cra_module = THIS_MODULE,			\
+		},							\
+	}
+
 static struct aead_alg va_aead_algs[] = {
-	{
-		.setkey = va_aead_setkey,
-		.setauthsize = va_gcm_setauthsize,
-		.encrypt = va_aead_encrypt,
-		.decrypt = va_aead_decrypt,
-		.init = va_aead_init,
-		.exit = va_aead_exit,
-		.ivsize = GCM_AES_IV_SIZE,
-		.maxauthsize = AES_BLOCK_SIZE,
-		.base = {
-			.cra_name = "gcm(aes)",
-			.cra_driver_name = "virtio_accel-gcm-aes",
-			.cra_priority = VA_AEAD_PRIORITY,
-			.cra_flags = CRYPTO_ALG_ASYNC | CRYPTO_ALG_KERN_DRIVER_ONLY,
-			.cra_blocksize = 1,
-			.cra_ctxsize = sizeof(struct va_aead_ctx),
-			.cra_module = THIS_MODULE,
-		},
-	}, {
-		.setkey = va_aead_setkey,
-		.setauthsize = va_rfc4106_setauthsize,
-		.encrypt = va_aead_encrypt,
-		.decrypt = va_aead_decrypt,
-		.init = va_aead_init,
-		.exit = va_aead_exit,
-		.ivsize = GCM_RFC4106_IV_SIZE,
-		.maxauthsize = AES_BLOCK_SIZE,
-		.base = {
-			.cra_name = "rfc4106(gcm(aes))",
-			.cra_driver_name = "virtio_accel-rfc4106-gcm-aes",
-			.cra_priority = VA_AEAD_PRIORITY,
-			.cra_flags = CRYPTO_ALG_ASYNC | CRYPTO_ALG_KERN_DRIVER_ONLY,
-			.cra_blocksize = 1,
-			.cra_ctxsize = sizeof(struct va_aead_ctx),
-			.cra_module = THIS_MODULE,
-		},
-	},
+	VA_AEAD("gcm(aes)", "virtio_accel-gcm-aes", va_gcm_setauthsize, GCM_AES_IV_SIZE),
+	VA_AEAD("rfc4106(gcm(aes))", "virtio_accel-rfc4106-gcm-aes", va_rfc4106_setauthsize,
+		GCM_RFC4106_IV_SIZE),
 };
 
 static bool va_aead_registered[ARRAY_SIZE(va_aead_algs)];

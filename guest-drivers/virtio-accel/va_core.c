@@ -431,6 +431,29 @@ out:
 	return err;
 }
 
+/*
+ * Undoes a probe that got as far as the device list: takes @dev off it, resets the device
+ * (which drops every session and SA on it), fails what it still held and drops the probe's
+ * reference. Users still holding a reference see -ENODEV from now on.
+ */
+static void va_unplug(struct va_dev *dev)
+{
+	struct virtio_device *vdev = dev->vdev;
+
+	mutex_lock(&va_devices_lock);
+	list_del_init(&dev->list);
+	mutex_unlock(&va_devices_lock);
+	va_dev_put(dev);
+
+	va_queues_kill(dev);
+	virtio_reset_device(vdev);
+	va_queues_drain(dev);
+	vdev->config->del_vqs(vdev);
+	dev->vdev = NULL;
+	vdev->priv = NULL;
+	va_dev_put(dev);
+}
+
 static int va_probe(struct virtio_device *vdev)
 {
 	struct va_dev *dev;
@@ -494,14 +517,8 @@ static int va_probe(struct virtio_device *vdev)
 	return 0;
 
 err_list:
-	mutex_lock(&va_devices_lock);
-	list_del_init(&dev->list);
-	mutex_unlock(&va_devices_lock);
-	va_dev_put(dev);
-	va_queues_kill(dev);
-	virtio_reset_device(vdev);
-	va_queues_drain(dev);
-	vdev->config->del_vqs(vdev);
+	va_unplug(dev);
+	return err;
 err_put:
 	dev->vdev = NULL;
 	vdev->priv = NULL;
@@ -514,19 +531,7 @@ static void va_remove(struct virtio_device *vdev)
 	struct va_dev *dev = vdev->priv;
 
 	va_chardev_unregister(dev);
-	mutex_lock(&va_devices_lock);
-	list_del_init(&dev->list);
-	mutex_unlock(&va_devices_lock);
-	va_dev_put(dev);
-
-	/* Reset drops every session and SA on the device; users see -ENODEV from now on. */
-	va_queues_kill(dev);
-	virtio_reset_device(vdev);
-	va_queues_drain(dev);
-	vdev->config->del_vqs(vdev);
-	dev->vdev = NULL;
-	vdev->priv = NULL;
-	va_dev_put(dev);
+	va_unplug(dev);
 }
 
 static const unsigned int va_features[] = {
