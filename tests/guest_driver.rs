@@ -338,8 +338,10 @@ fn guest_driver_end_to_end() {
 
 /// 100 unload/load cycles with traffic in between. Every unload resets the device and every
 /// load re-activates it and runs the kernel's self-tests against it at once, so this is where
-/// a notification lost across reset/re-activation shows up (it did: see
-/// `a_stale_handler_leaves_kicks_to_the_next_activation` in the device crate).
+/// a notification lost across reset/re-activation shows up (one such loss, a stale device
+/// handler eating the first kick of the next activation, is pinned by the device crate's
+/// `a_stale_handler_leaves_kicks_to_the_next_activation`). A frozen guest fails with the
+/// host-side watchdog's thread states and device counters.
 #[test]
 fn reload_cycles_with_traffic() {
     assert_testmgr_enabled();
