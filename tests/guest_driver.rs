@@ -115,7 +115,9 @@ echo "BAD_BROKEN=$(bad_dmesg)"
 # The deliberate failures are the only reports allowed: one testmgr WARN per broken AEAD.
 echo "BROKEN_WARNINGS=$(dmesg | grep -c 'WARNING:')"
 echo "BROKEN_TESTMGR_WARNINGS=$(dmesg | grep 'WARNING:' | grep -c 'crypto/testmgr.c')"
-echo "BROKEN_ALG_FAILED=$(dmesg | grep -c -E 'alg: self-tests for virtio_accel-(gcm|rfc4106)')"
+echo "BROKEN_ALG_FAILED=$(dmesg | grep -c -E 'self-tests.*virtio_accel-(gcm-aes|rfc4106-gcm-aes).*failed')"
+dmesg | grep -E 'alg: ' | sed 's/^/ALG_LOG: /'
+
 echo "BROKEN_BUG_OOPS=$(dmesg | grep -c -E 'BUG|Oops|general protection')"
 rmmod virtio_accel; modprobe virtio_accel; echo "MODPROBE_FIXED=$?"
 selftests "FIXED_"
