@@ -135,8 +135,9 @@ echo "TAINT_END=$(cat /proc/sys/kernel/tainted)"
 bad_lines "DMESG_BAD2: "
 "#;
 
-/// Runs in the test host next to each guest: when the guest prints nothing for 240 s (the
-/// reload loop prints a heartbeat every minute), it dumps what every accelvm thread waits on
+/// Runs in the test host next to each guest: when the guest's scripts print nothing for 240 s
+/// (the reload loop prints a heartbeat every minute; kernel messages such as RCU stall reports
+/// do not count), it dumps what every accelvm thread waits on
 /// and the device counters; after 480 s it ends the VM, so a frozen guest fails the test with
 /// evidence instead of sitting out the scenario timeout. `$1` = output file, `$2` = API socket.
 const HOST_WATCHDOG: &str = r#"
@@ -144,7 +145,7 @@ host_watchdog() {
     last=-1; idle=0
     while sleep 10; do
         pid=$(pidof accelvm) || continue
-        sz=$(wc -c <"$1")
+        sz=$(grep -vc '^\[' "$1")
         if [ "$sz" = "$last" ]; then idle=$((idle + 10)); else idle=0; last=$sz; fi
         if [ $idle -eq 240 ] || [ $idle -eq 480 ]; then
             echo "HOST_WATCHDOG: no guest output for ${idle}s"
