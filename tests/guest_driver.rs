@@ -90,8 +90,13 @@ while :; do
     last=$cur
     tick=$((tick + 1)); [ $((tick % 12)) -eq 0 ] && echo "CYCLE_AT $cur"
     if [ $same -ge 24 ]; then
+        # Console at full log level first: the reports then reach the serial port by polling,
+        # even when the tty no longer drains (seen: CPU 0 stopped serving interrupts), and
+        # sysrq-l shows what every CPU is running, a spinning one included.
+        echo 8 >/proc/sys/kernel/printk
+        echo l >/proc/sysrq-trigger; echo w >/proc/sysrq-trigger
         echo "CYCLE_STUCK $cur"
-        echo w >/proc/sysrq-trigger; echo t >/proc/sysrq-trigger
+        echo t >/proc/sysrq-trigger
         dmesg | grep -A30 -E 'task:(modprobe|rmmod|accel-tool|cryptomgr)' | head -150
         break
     fi
