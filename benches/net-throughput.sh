@@ -68,11 +68,12 @@ done
 # CPU of a VMM process in clock ticks: all of it (utime + stime, which includes the time its
 # vCPU spent in the guest) and the VMM share alone (minus guest_time, field 43).
 cpu() { awk "{ print \$14 + \$15, \$14 + \$15 - \$43 }" /proc/$1/stat; }
-# KVM counters of the VM (all vCPUs): VM exits and injected interrupts, from debugfs where the
+# KVM counters of the VM (all vCPUs): VM exits, injected interrupts, HLT exits and ns spent
+# halt-polling (successful, failed), from debugfs where the
 # kernel has it ("- -" otherwise): what each byte costs the guest in exits.
 mount -t debugfs none /sys/kernel/debug 2>/dev/null
 kvmstat() {
-    for f in exits irq_injections; do
+    for f in exits irq_injections halt_exits halt_poll_success_ns halt_poll_fail_ns; do
         cat /sys/kernel/debug/kvm/$1-*/$f 2>/dev/null | head -1 | grep . || echo -
     done | tr "\n" " "
 }
@@ -90,7 +91,9 @@ while [ $r -le "$RUNS" ]; do
                 awk "/\"sum_received\"/ { s = 1 } s && /\"bits_per_second\"/ { gsub(/[^0-9.]/, \"\", \$2); printf \"%.0f\", \$2 / 1e6; exit }")
             c1=$(cpu $pid); k1=$(kvmstat $pid)
             set -- $k0 $k1
-            kd="- -"; [ "$1" != - ] && [ "$3" != - ] && kd="$(($3 - $1)) $(($4 - $2))"
+            kd="- - - - -"
+            [ "$1" != - ] && [ "$6" != - ] &&
+                kd="$(($6 - $1)) $(($7 - $2)) $(($8 - $3)) $(($9 - $4)) $((${10} - $5))"
             set -- $PIDS
             echo "NETBENCH $vmm $dir $r ${mbps:-nan} $c0 $c1 $kd"
         done
