@@ -100,6 +100,9 @@ while [ $r -le "$RUNS" ]; do
     done
     r=$((r + 1))
 done
+# Console tails of both guests, shown by report() only when a run failed.
+tail -n 30 accelvm.log | sed "s/^/accelvm.log: /"
+tail -n 30 qemu.log | sed "s/^/qemu.log: /"
 '
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) printf "%.0f\n", v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
