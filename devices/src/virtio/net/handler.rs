@@ -218,7 +218,7 @@ impl<M: GuestMemory + Clone + Send> DeviceHandler for NetHandler<M> {
                 // already. Delivering them now lets one interrupt carry the TX completions and
                 // the new frames; on virtio-mmio every interrupt costs the guest several exits
                 // (inject, read INTERRUPT_STATUS, write INTERRUPT_ACK, EOI).
-                if !self.rx_paused() && self.tap.readable() {
+                if !self.rx_paused() {
                     self.process_rx();
                 }
             }

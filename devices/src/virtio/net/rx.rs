@@ -155,12 +155,6 @@ impl<M: GuestMemory + Clone> NetHandler<M> {
                 self.rx.rearm();
                 break;
             }
-            // The event said the TAP had a frame; after that one, look before gathering a
-            // frame's worth of guest buffers (up to 64 KiB of chains) for a read that would
-            // usually find nothing.
-            if budget < BUDGET_FRAMES && self.rx_pending.is_none() && !self.tap.readable() {
-                break;
-            }
             budget -= 1;
             if self.rx_pending.is_none() && !self.tap_broken {
                 match rx_direct::receive(&mem, &mut self.rx.queue, &self.tap, self.mrg_rxbuf) {

@@ -220,20 +220,6 @@ impl Tap {
         Ok(())
     }
 
-    /// Whether a frame is queued for reading right now (poll with no timeout). Cheaper than
-    /// gathering a frame's worth of guest buffers for a read that finds nothing; on a poll
-    /// error it says yes and lets the read report the problem.
-    pub fn readable(&self) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: poll reads and writes exactly the one pollfd it is given.
-        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
-        n != 0
-    }
-
     /// Reads one frame (vnet header first) into `buf`; `WouldBlock` when none is queued.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which we borrow mutably.
