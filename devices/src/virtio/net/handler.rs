@@ -64,9 +64,6 @@ pub struct NetHandler<M: GuestMemory + Clone> {
     pub(super) rx_used: Vec<(u16, u32)>,
     pub(super) tx_buf: Vec<u8>,
     pub(super) metrics: Arc<NetMetrics>,
-    /// Queues (bit per index) whose driver asked to be interrupted during this `handle` call;
-    /// raised once at its end, so TX completions and the frames they provoked share one.
-    pending_signals: u8,
 }
 
 impl<M: GuestMemory + Clone> NetHandler<M> {
@@ -107,7 +104,6 @@ impl<M: GuestMemory + Clone> NetHandler<M> {
             rx_used: Vec::new(),
             tx_buf: vec![0; MAX_BUFFER_LEN],
             metrics,
-            pending_signals: 0,
         };
         handler.watch_tap();
         Ok(handler)
@@ -152,23 +148,12 @@ impl<M: GuestMemory + Clone> NetHandler<M> {
         self.tap_watched = false;
     }
 
-    /// Notes that the driver of `queue` wants an interrupt; [`Self::flush_signals`] raises it.
-    pub(super) fn signal(&mut self, queue: u16) {
-        self.pending_signals |= 1 << queue;
-    }
-
-    /// Interrupts the guest for every queue noted by [`Self::signal`], counting failures.
-    pub(super) fn flush_signals(&mut self) {
-        for queue in [RX_QUEUE, TX_QUEUE] {
-            if self.pending_signals & (1 << queue) == 0 {
-                continue;
-            }
-            if let Err(e) = self.interrupt.trigger(InterruptKind::Queue(queue)) {
-                NetMetrics::inc(&self.metrics.interrupt_errors);
-                warn!("virtio-net: cannot interrupt the guest for queue {queue}: {e}");
-            }
+    /// Interrupts the guest for `queue`, counting failures.
+    pub(super) fn signal(&self, queue: u16) {
+        if let Err(e) = self.interrupt.trigger(InterruptKind::Queue(queue)) {
+            NetMetrics::inc(&self.metrics.interrupt_errors);
+            warn!("virtio-net: cannot interrupt the guest for queue {queue}: {e}");
         }
-        self.pending_signals = 0;
     }
 
     /// Marks a queue broken after a ring error; the guest must reset the device.
@@ -213,18 +198,9 @@ impl<M: GuestMemory + Clone + Send> DeviceHandler for NetHandler<M> {
             TX_KICK_EVENT => {
                 let _ = self.tx.kick.read();
                 self.process_tx();
-                // Writing to the TAP runs the host's receive path in this thread: its answers
-                // (TCP ACKs, more data for the guest, replies) are often queued on the TAP
-                // already. Delivering them now lets one interrupt carry the TX completions and
-                // the new frames; on virtio-mmio every interrupt costs the guest several exits
-                // (inject, read INTERRUPT_STATUS, write INTERRUPT_ACK, EOI).
-                if !self.rx_paused() {
-                    self.process_rx();
-                }
             }
             TAP_EVENT => self.process_rx(),
             _ => warn!("virtio-net: event for unknown fd index {index}"),
         }
-        self.flush_signals();
     }
 }

@@ -18,32 +18,6 @@ fn tx_frame_reaches_the_tap_unchanged() {
 }
 
 #[test]
-fn a_tx_kick_also_delivers_frames_waiting_on_the_tap() {
-    in_netns(|| {
-        let mut rig = Rig::new(&tap_name("txrx"), &[VIRTIO_F_EVENT_IDX]);
-        rig.post_rx(2, 2048);
-        // The host's answer is already queued on the TAP when the guest's next frame comes.
-        let reply = test_frame(300, 4);
-        rig.host.send(&reply);
-        rig.wait_tap_event();
-        let frame = test_frame(600, 5);
-        rig.queue_tx([0; VNET_HDR_LEN], &frame);
-        rig.kick(TX_KICK_EVENT);
-        assert_eq!(rig.host.recv_test_frame(0), frame);
-        assert_eq!(rig.tx.take_used(&rig.mem), vec![(0, 0)]);
-        // Delivered in the same pass, without a TAP event: one interrupt round for both.
-        assert_eq!(
-            rig.rx.take_used(&rig.mem),
-            vec![(0, (VNET_HDR_LEN + reply.len()) as u32)]
-        );
-        assert_eq!(get(&rig.metrics.rx_frames), 1);
-        assert_eq!(rig.irq.tx.load(Ordering::SeqCst), 1);
-        assert_eq!(rig.irq.rx.load(Ordering::SeqCst), 1);
-        assert!(!rig.tap_event_ready(), "nothing left for the TAP event");
-    });
-}
-
-#[test]
 fn tx_gso_frame_passes_through_as_one_super_frame() {
     in_netns(|| {
         let mut rig = Rig::new(&tap_name("tso"), &[f::CSUM, f::HOST_TSO4]);
