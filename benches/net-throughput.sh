@@ -68,6 +68,15 @@ done
 # CPU of a VMM process in clock ticks: all of it (utime + stime, which includes the time its
 # vCPU spent in the guest) and the VMM share alone (minus guest_time, field 43).
 cpu() { awk "{ print \$14 + \$15, \$14 + \$15 - \$43 }" /proc/$1/stat; }
+# KVM counters of the VM (all vCPUs): VM exits, injected interrupts, HLT exits and ns spent
+# halt-polling (successful, failed), from debugfs where the
+# kernel has it ("- -" otherwise): what each byte costs the guest in exits.
+mount -t debugfs none /sys/kernel/debug 2>/dev/null
+kvmstat() {
+    for f in exits irq_injections halt_exits halt_poll_success_ns halt_poll_fail_ns; do
+        cat /sys/kernel/debug/kvm/$1-*/$f 2>/dev/null | head -1 | grep . || echo -
+    done | tr "\n" " "
+}
 set -- $PIDS
 r=1
 while [ $r -le "$RUNS" ]; do
@@ -75,17 +84,25 @@ while [ $r -le "$RUNS" ]; do
         for vmm in accelvm qemu; do
             flag=""; [ $dir = g2h ] && flag=-R
             guest=192.0.2.2; pid=$1; [ $vmm = qemu ] && { guest=198.51.100.2; pid=$2; }
-            c0=$(cpu $pid)
+            c0=$(cpu $pid); k0=$(kvmstat $pid)
             # JSON: iperf3 3.12 prints no text summary in the test host. The receiving side
             # total is the first bits_per_second after "sum_received".
             mbps=$(nsx iperf3 -c $guest $flag -t "$DURATION" --json 2>&1 |
                 awk "/\"sum_received\"/ { s = 1 } s && /\"bits_per_second\"/ { gsub(/[^0-9.]/, \"\", \$2); printf \"%.0f\", \$2 / 1e6; exit }")
-            c1=$(cpu $pid)
-            echo "NETBENCH $vmm $dir $r ${mbps:-nan} $c0 $c1"
+            c1=$(cpu $pid); k1=$(kvmstat $pid)
+            set -- $k0 $k1
+            kd="- - - - -"
+            [ "$1" != - ] && [ "$6" != - ] &&
+                kd="$(($6 - $1)) $(($7 - $2)) $(($8 - $3)) $(($9 - $4)) $((${10} - $5))"
+            set -- $PIDS
+            echo "NETBENCH $vmm $dir $r ${mbps:-nan} $c0 $c1 $kd"
         done
     done
     r=$((r + 1))
 done
+# Console tails of both guests, shown by report() only when a run failed.
+tail -n 30 accelvm.log | sed "s/^/accelvm.log: /"
+tail -n 30 qemu.log | sed "s/^/qemu.log: /"
 '
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) printf "%.0f\n", v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -97,10 +114,17 @@ cpu_per_gb() {
         END { if (gb > 0) printf "%.2f", ticks / hz / gb; else print "n/a" }'
 }
 
+# VM exits and injected interrupts per MB moved over all runs ("n/a" without debugfs).
+kvm_per_mb() {
+    awk -v v="$1" -v d="$2" -v t="$DURATION" -v f="$3" '
+        $1 == "NETBENCH" && $2 == v && $3 == d && NF >= 11 && $f != "-" { n += $f; mb += $5 * t / 8 }
+        END { if (mb > 0) printf "%.1f", n / mb; else print "n/a" }'
+}
+
 report() {
     local where="$1" out="$2" dir a q
     grep '^NETBENCH' <<<"$out" >&2 || { echo "$where: no results; output:" >&2; echo "$out" >&2; return 1; }
-    if grep -q '^NETBENCH .* nan$' <<<"$out"; then
+    if awk '$1 == "NETBENCH" && $5 == "nan" { bad = 1 } END { exit !bad }' <<<"$out"; then
         echo "$where: an iperf3 run failed; output:" >&2
         echo "$out" >&2
         return 1
@@ -116,6 +140,13 @@ report() {
             "$(cpu_per_gb accelvm $dir <<<"$out")" "$(cpu_per_gb qemu $dir <<<"$out")"
     done
     printf '(VMM s/GB: CPU seconds the VMM process spent outside the guest per GB moved, all runs)\n'
+    printf '%-16s %14s %14s %16s %16s\n' direction "accelvm exits" "QEMU exits" "accelvm irqs" "QEMU irqs"
+    for dir in h2g g2h; do
+        printf '%-16s %14s %14s %16s %16s\n' "$([ $dir = h2g ] && echo 'host -> guest' || echo 'guest -> host')" \
+            "$(kvm_per_mb accelvm $dir 10 <<<"$out")" "$(kvm_per_mb qemu $dir 10 <<<"$out")" \
+            "$(kvm_per_mb accelvm $dir 11 <<<"$out")" "$(kvm_per_mb qemu $dir 11 <<<"$out")"
+    done
+    printf '(per MB moved, all runs: VM exits and interrupts injected, from the KVM debugfs counters)\n'
 }
 
 out=$("$REPO_DIR/images/testhost" --batch --timeout 1800 -- sh -c "RUNS=$RUNS; DURATION=$DURATION; $INNER" 2>/dev/null | tr -d '\r')

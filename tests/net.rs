@@ -91,41 +91,69 @@ has_link $TAP && echo TAP_AFTER_EXIT=present || echo TAP_AFTER_EXIT=gone
 sed 's/^/guest: /' G.out
 "#;
 
-/// Two guests on persistent TAPs (created here with `ip tuntap`) enslaved to one bridge: they
-/// ping each other and one sends the other 2 MB over TCP, compared in the guest; the host
-/// reaches both through the bridge; accelvm leaves the pre-existing TAPs in place.
+/// Two guests from one `accelvm run --config` file (one process, one KVM VM each), each with a
+/// `[[vm.net]]`, on one bridge: A's TAP is persistent (created here with `ip tuntap`), B's is
+/// created by accelvm and enslaved once it appears. They ping each other and A sends B 2 MB over
+/// TCP, compared in the guest; the host reaches both through the bridge; afterwards the
+/// pre-existing TAP is left in place and the one accelvm created is gone.
 const BRIDGE: &str = r#"nsx $IP link add br0 type bridge
-nsx $IP addr add 198.51.100.1/24 dev br0
+nsx $IP addr add 192.0.2.1/24 dev br0
 nsx $IP link set br0 up
-for t in avmtapA avmtapB; do
-    nsx $IP tuntap add dev $t mode tap
-    nsx $IP link set $t master br0
-    nsx $IP link set $t up
-done
-vm A 198.51.100.2/24 tap=avmtapA '
+nsx $IP tuntap add dev avmtapA mode tap
+nsx $IP link set avmtapA master br0
+nsx $IP link set avmtapA up
+cat >fleet.toml.in <<'ACCELVM_EOF'
+[[vm]]
+name = "A"
+kernel = "@KERNEL@"
+initrd = "@INITRD@"
+memory = 384
+cmdline = "@BASE@ accelvm.ip=192.0.2.2/24"
+guest-cmd = '''
 seq 1 300000 >/tmp/data
-i=0; while ! ping -c 1 -W 1 198.51.100.3 >/dev/null 2>&1 && [ $i -lt 90 ]; do i=$((i + 1)); done
-ping -c 3 -W 2 198.51.100.3 >/dev/null && echo GUEST_A_PING_B_OK
-nc -l -p 6000 </tmp/data >/dev/null && echo GUEST_A_SENT'
-vm B 198.51.100.3/24 tap=avmtapB '
+i=0; while ! ping -c 1 -W 1 192.0.2.3 >/dev/null 2>&1 && [ $i -lt 90 ]; do i=$((i + 1)); done
+ping -c 3 -W 2 192.0.2.3 >/dev/null && echo GUEST_A_PING_B_OK
+echo "GUEST_A_MAC=$(cat /sys/class/net/eth0/address)"
+nc -l -p 6000 </tmp/data >/dev/null && echo GUEST_A_SENT'''
+  [[vm.net]]
+  tap = "avmtapA"
+  mac = "02:00:00:00:00:0a"
+
+[[vm]]
+name = "B"
+kernel = "@KERNEL@"
+initrd = "@INITRD@"
+memory = 384
+cmdline = "@BASE@ accelvm.ip=192.0.2.3/24"
+guest-cmd = '''
 seq 1 300000 >/tmp/data
-i=0; while ! ping -c 1 -W 1 198.51.100.2 >/dev/null 2>&1 && [ $i -lt 90 ]; do i=$((i + 1)); done
-ping -c 3 -W 2 198.51.100.2 >/dev/null && echo GUEST_B_PING_A_OK
+i=0; while ! ping -c 1 -W 1 192.0.2.2 >/dev/null 2>&1 && [ $i -lt 90 ]; do i=$((i + 1)); done
+ping -c 3 -W 2 192.0.2.2 >/dev/null && echo GUEST_B_PING_A_OK
 rm -f /tmp/hold; mkfifo /tmp/hold; exec 9<>/tmp/hold
-i=0; while [ $i -lt 60 ]; do nc 198.51.100.2 6000 <&9 >/tmp/recv && [ -s /tmp/recv ] && break; sleep 1; i=$((i + 1)); done
+i=0; while [ $i -lt 60 ]; do nc 192.0.2.2 6000 <&9 >/tmp/recv && [ -s /tmp/recv ] && break; sleep 1; i=$((i + 1)); done
 cmp /tmp/recv /tmp/data && echo GUEST_B_DATA_MATCH
-echo "GUEST_B_BYTES=$(wc -c </tmp/recv)"'
-wait_ping 198.51.100.2
-wait_ping 198.51.100.3
-nsx busybox ping -c 2 -W 2 198.51.100.2 >/dev/null && echo HOST_PING_A_OK
-nsx busybox ping -c 2 -W 2 198.51.100.3 >/dev/null && echo HOST_PING_B_OK
-wait $A_PID
-echo "VM_A_STATUS=$?"
-wait $B_PID
-echo "VM_B_STATUS=$?"
-has_link avmtapA && has_link avmtapB && echo TAPS_AFTER_EXIT=present || echo TAPS_AFTER_EXIT=gone
-sed 's/^/A: /' A.out
-sed 's/^/B: /' B.out
+echo "GUEST_B_BYTES=$(wc -c </tmp/recv)"
+exit 4'''
+  [[vm.net]]
+  tap = "avmtapB"
+ACCELVM_EOF
+sed -e "s|@KERNEL@|$ACCELVM_GUEST_KERNEL|" -e "s|@INITRD@|$ACCELVM_GUEST_INITRD|" \
+    -e "s|@BASE@|$BASE_CMDLINE|" fleet.toml.in >fleet.toml
+# Not through nsx: $! must be accelvm itself (ip netns exec execs it).
+$IP netns exec "$NS" accelvm run --config fleet.toml >fleet.out 2>&1 &
+FLEET_PID=$!
+VMS="$VMS $FLEET_PID"
+wait_link avmtapB && echo TAP_B_CREATED=yes
+nsx $IP link set avmtapB master br0
+wait_ping 192.0.2.2
+wait_ping 192.0.2.3
+nsx busybox ping -c 2 -W 2 192.0.2.2 >/dev/null && echo HOST_PING_A_OK
+nsx busybox ping -c 2 -W 2 192.0.2.3 >/dev/null && echo HOST_PING_B_OK
+wait $FLEET_PID
+echo "FLEET_STATUS=$?"
+has_link avmtapA && echo TAP_A_AFTER_EXIT=present || echo TAP_A_AFTER_EXIT=gone
+has_link avmtapB && echo TAP_B_AFTER_EXIT=present || echo TAP_B_AFTER_EXIT=gone
+sed 's/^/fleet: /' fleet.out
 "#;
 
 fn scenario(body: &str) -> ScenarioOutput {
@@ -186,25 +214,29 @@ fn guest_and_host_exchange_traffic_over_a_tap_accelvm_creates() {
 }
 
 #[test]
-fn two_guests_on_one_bridge_reach_each_other() {
+fn two_guests_from_one_config_file_reach_each_other_over_a_bridge() {
     let out = scenario(BRIDGE);
     let dump = out.dump();
     for line in [
-        "A: GUEST_A_PING_B_OK",
-        "B: GUEST_B_PING_A_OK",
-        "A: GUEST_A_SENT",
-        "B: GUEST_B_DATA_MATCH",
+        "TAP_B_CREATED=yes",
+        "fleet: [A] GUEST_A_PING_B_OK",
+        "fleet: [B] GUEST_B_PING_A_OK",
+        "fleet: [A] GUEST_A_MAC=02:00:00:00:00:0a",
+        "fleet: [A] GUEST_A_SENT",
+        "fleet: [B] GUEST_B_DATA_MATCH",
         "HOST_PING_A_OK",
         "HOST_PING_B_OK",
     ] {
         assert!(out.has_line(line), "missing {line:?}\n{dump}");
     }
     // `seq 1 300000` is 1988895 bytes.
-    assert_eq!(out.marker("B: GUEST_B_BYTES="), "1988895", "{dump}");
-    assert_eq!(out.marker("VM_A_STATUS="), "0", "{dump}");
-    assert_eq!(out.marker("VM_B_STATUS="), "0", "{dump}");
-    // TAPs that existed before accelvm started are left for their owner.
-    assert_eq!(out.marker("TAPS_AFTER_EXIT="), "present", "{dump}");
+    assert_eq!(out.marker("fleet: [B] GUEST_B_BYTES="), "1988895", "{dump}");
+    // accelvm exits with the status of the first VM in file order that failed: B's command's
+    // 4 means A (first) ended with 0 and B's command ran to its end.
+    assert_eq!(out.marker("FLEET_STATUS="), "4", "{dump}");
+    // A TAP that existed before accelvm started is left for its owner; the one it created goes.
+    assert_eq!(out.marker("TAP_A_AFTER_EXIT="), "present", "{dump}");
+    assert_eq!(out.marker("TAP_B_AFTER_EXIT="), "gone", "{dump}");
 }
 
 /// Bad `--net` values fail at parse time with a one-line reason, before anything is opened;

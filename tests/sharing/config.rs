@@ -61,6 +61,32 @@ fn bad_configurations_get_one_clear_line() {
             format!("{ACC}{}", vm("a", "")).replace("vcpus", "x") + "bogus = 1\n",
             "unknown field",
         ),
+        // NICs: the same checks as `--net`, and a TAP may belong to one NIC only. Nothing is
+        // opened or created for these (the file is refused first).
+        (
+            format!(
+                "{ACC}{}[[vm.net]]\ntap = \"avmcfg0\"\n{}[[vm.net]]\ntap = \"avmcfg0\"\n",
+                vm("a", ""),
+                vm("b", "")
+            ),
+            "TAP \"avmcfg0\" is used by vm a and again by vm b",
+        ),
+        (
+            format!(
+                "{ACC}{}[[vm.net]]\ntap = \"avmcfg0\"\nmac = \"02:00:00:00:00\"\n",
+                vm("a", "")
+            ),
+            "vm a: [[vm.net]] tap = \"avmcfg0\": invalid MAC address \"02:00:00:00:00\"",
+        ),
+        (
+            format!("{ACC}{}[[vm.net]]\ntap = \"tap%d\"\n", vm("a", "")),
+            "invalid TAP name \"tap%d\"",
+        ),
+        // `lo` exists and is no TAP: opening it fails, named, before any VM starts.
+        (
+            format!("{ACC}{}[[vm.net]]\ntap = \"lo\"\n", vm("a", "")),
+            "vm a: cannot attach to TAP \"lo\"",
+        ),
     ];
     for (text, needle) in cases {
         let (code, stderr) = run_config(&text);

@@ -38,6 +38,21 @@ pub enum NetSpecError {
     Mac(MacAddrError),
 }
 
+impl NetSpec {
+    /// Checks a TAP name and optional MAC text: the one validation behind `--net` and a
+    /// configuration file's `[[vm.net]]`.
+    pub fn new(tap: &str, mac: Option<&str>) -> Result<Self, NetSpecError> {
+        accelvm_devices::virtio::net::validate_tap_name(tap).map_err(NetSpecError::TapName)?;
+        let mac = mac
+            .map(|m| m.parse().map_err(NetSpecError::Mac))
+            .transpose()?;
+        Ok(NetSpec {
+            tap: tap.to_string(),
+            mac,
+        })
+    }
+}
+
 impl FromStr for NetSpec {
     type Err = NetSpecError;
 
@@ -47,26 +62,19 @@ impl FromStr for NetSpec {
         for item in s.split(',') {
             match item.split_once('=') {
                 Some(("tap", name)) => {
-                    if tap.is_some() {
+                    if tap.replace(name).is_some() {
                         return Err(NetSpecError::Duplicate("tap"));
                     }
-                    accelvm_devices::virtio::net::validate_tap_name(name)
-                        .map_err(NetSpecError::TapName)?;
-                    tap = Some(name.to_string());
                 }
                 Some(("mac", value)) => {
-                    if mac.is_some() {
+                    if mac.replace(value).is_some() {
                         return Err(NetSpecError::Duplicate("mac"));
                     }
-                    mac = Some(value.parse().map_err(NetSpecError::Mac)?);
                 }
                 _ => return Err(NetSpecError::UnknownItem(item.to_string())),
             }
         }
-        Ok(NetSpec {
-            tap: tap.ok_or(NetSpecError::MissingTap)?,
-            mac,
-        })
+        NetSpec::new(tap.ok_or(NetSpecError::MissingTap)?, mac)
     }
 }
 

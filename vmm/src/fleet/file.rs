@@ -12,12 +12,16 @@ use accelvm_devices::virtio::accel::protocol::{
 use accelvm_devices::virtio::accel::{MAX_QUEUES_PER_SERVICE, SoftwareAccelerator};
 use serde::Deserialize;
 
+use crate::net_config::{NetSpec as NetPlan, NetSpecError};
+
 /// Longest accelerator or VM name (it prefixes console lines and names threads).
 pub const MAX_NAME_LEN: usize = 32;
 /// Most VMs one accelvm process runs.
 pub const MAX_VMS: usize = 64;
 /// Largest weight.
 pub const MAX_WEIGHT: u32 = 1000;
+/// Most NICs one VM may declare (each takes a virtio-mmio window and an interrupt line).
+pub const MAX_NETS_PER_VM: usize = 8;
 
 /// Why a configuration file is refused.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +77,15 @@ pub enum FileError {
     /// A VM field is invalid.
     #[error("vm {0}: {1}")]
     BadVm(String, String),
+    /// A `[[vm.net]]` has a bad TAP name or MAC.
+    #[error("vm {0}: [[vm.net]] tap = {1:?}")]
+    BadNet(String, String, #[source] NetSpecError),
+    /// Two NICs (of one VM or of two) name the same TAP: both would read its frames.
+    #[error("TAP {0:?} is used by vm {1} and again by vm {2}")]
+    DuplicateTap(String, String, String),
+    /// Too many NICs on one VM.
+    #[error("vm {0}: {1} [[vm.net]] devices, at most {MAX_NETS_PER_VM} are supported")]
+    TooManyNets(String, usize),
 }
 
 /// The whole file.
@@ -164,7 +177,7 @@ pub struct AccelSpec {
     pub queues: u16,
 }
 
-/// `[[vm.net]]`: parsed so the file format is complete; refused until virtio-net exists.
+/// `[[vm.net]]`: one virtio-net device, the same as `--net tap=NAME[,mac=MAC]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NetSpec {
@@ -286,6 +299,8 @@ pub struct VmPlan {
     pub guest_cmd: Option<String>,
     /// Devices.
     pub accels: Vec<MappingPlan>,
+    /// NICs, checked exactly like `--net` (built by `net_config::build_net_devices`).
+    pub nets: Vec<NetPlan>,
 }
 
 /// Everything a run needs, validated.
@@ -462,6 +477,8 @@ fn check(file: FileConfig) -> Result<Plan, FileError> {
     }
 
     let mut vm_names = BTreeMap::new();
+    // TAP name -> the VM that declared it first.
+    let mut tap_owner: HashMap<String, String> = HashMap::new();
     // Per accelerator: (vm, exclusive) of every mapping.
     let mut claims: Vec<Vec<(String, bool)>> = vec![Vec::new(); accelerators.len()];
     let mut vms = Vec::new();
@@ -470,11 +487,21 @@ fn check(file: FileConfig) -> Result<Plan, FileError> {
         if vm_names.insert(v.name.clone(), ()).is_some() {
             return Err(FileError::Duplicate("vm", v.name.clone()));
         }
-        if !v.net.is_empty() {
-            return Err(FileError::BadVm(
-                v.name.clone(),
-                "[[vm.net]] is not supported by this build (no virtio-net device yet)".into(),
-            ));
+        if v.net.len() > MAX_NETS_PER_VM {
+            return Err(FileError::TooManyNets(v.name.clone(), v.net.len()));
+        }
+        let mut nets = Vec::new();
+        for n in &v.net {
+            let spec = NetPlan::new(&n.tap, n.mac.as_deref())
+                .map_err(|e| FileError::BadNet(v.name.clone(), n.tap.clone(), e))?;
+            if let Some(owner) = tap_owner.insert(spec.tap.clone(), v.name.clone()) {
+                return Err(FileError::DuplicateTap(
+                    spec.tap.clone(),
+                    owner,
+                    v.name.clone(),
+                ));
+            }
+            nets.push(spec);
         }
         let mut accels = Vec::new();
         for m in &v.accel {
@@ -610,6 +637,7 @@ fn check(file: FileConfig) -> Result<Plan, FileError> {
             memory: v.memory,
             guest_cmd: v.guest_cmd.clone(),
             accels,
+            nets,
         });
     }
     for (idx, c) in claims.iter().enumerate() {

@@ -19,10 +19,12 @@ use accelvm_devices::virtio::accel::backend::shared::{
 use accelvm_devices::virtio::accel::{
     Accel, AccelConfig, AccelError, AccelMetrics, SoftwareAccelerator,
 };
+use accelvm_devices::virtio::net::NetError;
 
 use crate::cli::{CliError, find_images_dir};
 use crate::config::{ConfigError, DEFAULT_CMDLINE, DEFAULT_MEMORY_MIB, VmConfig};
 use crate::exit::{ExitReason, ExitSignal};
+use crate::net_config::{NetBuildError, build_net_devices};
 use crate::signals::BlockedStopSignals;
 use crate::{VmOutcome, Vmm, VmmError};
 use file::Plan;
@@ -48,6 +50,12 @@ pub enum FleetError {
     /// The device could not be built.
     #[error("vm {0}: cannot build the virtio-accel device: {1}")]
     Device(String, #[source] AccelError),
+    /// A NIC's TAP could not be opened or created (the TAP errors name the TAP).
+    #[error("vm {0}")]
+    Net(String, #[source] NetError),
+    /// The NICs were refused before opening (the file check already catches this).
+    #[error("vm {0}")]
+    NetSpec(String, #[source] NetBuildError),
     /// The stats socket.
     #[error("cannot serve the API socket {0}")]
     Api(PathBuf, #[source] std::io::Error),
@@ -184,6 +192,16 @@ impl Fleet {
                     Accel::new(handle, cfg).map_err(|e| FleetError::Device(v.name.clone(), e))?;
                 devices.push((acc.name().to_string(), dev.metrics()));
                 c.devices.push(Box::new(dev));
+            }
+            // Same builder as `--net`: the TAPs are opened (or created) now, so a TAP that
+            // cannot be had fails the whole file before any VM runs.
+            let nets = build_net_devices(&v.nets).map_err(|e| match e {
+                // Not "--net tap=...": the file has no such option.
+                NetBuildError::Device { source, .. } => FleetError::Net(v.name.clone(), source),
+                e => FleetError::NetSpec(v.name.clone(), e),
+            })?;
+            for net in nets {
+                c.devices.push(Box::new(net));
             }
             entries.push(VmEntry {
                 name: v.name.clone(),

@@ -1,6 +1,7 @@
 //! The configuration checks: every refusal names what is wrong.
 
 use super::*;
+use accelvm_devices::virtio::net::MacAddrError;
 
 const ACC: &str = r#"
 [[accelerator]]
@@ -136,8 +137,86 @@ fn invalid_limits_are_refused() {
     );
 }
 
+fn net_vm(name: &str, nets: &[&str]) -> String {
+    let mut t = format!("[[vm]]\nname = \"{name}\"\nkernel = \"/k\"\n");
+    for n in nets {
+        t.push_str(&format!("[[vm.net]]\n{n}\n"));
+    }
+    t
+}
+
 #[test]
-fn nets_are_refused_until_virtio_net_exists() {
-    let e = err("[[vm]]\nname = \"a\"\n[[vm.net]]\ntap = \"tap0\"\n");
-    assert!(e.contains("[[vm.net]] is not supported"), "{e}");
+fn nets_become_the_same_specs_as_the_net_option() {
+    let text = format!(
+        "{}{}",
+        net_vm(
+            "a",
+            &[
+                "tap = \"avm0\"\nmac = \"02:00:00:00:00:0a\"",
+                "tap = \"avm1\""
+            ]
+        ),
+        net_vm("b", &["tap = \"avm2\""])
+    );
+    let plan = parse(&text).unwrap();
+    let expected: NetPlan = "tap=avm0,mac=02:00:00:00:00:0a".parse().unwrap();
+    assert_eq!(plan.vms[0].nets[0], expected);
+    assert_eq!(plan.vms[0].nets[1], "tap=avm1".parse().unwrap());
+    assert_eq!(
+        plan.vms[1].nets,
+        vec!["tap=avm2".parse::<NetPlan>().unwrap()]
+    );
+    assert!(parse(&net_vm("c", &[])).unwrap().vms[0].nets.is_empty());
+}
+
+#[test]
+fn a_tap_named_twice_is_refused() {
+    let e = err(&format!(
+        "{}{}",
+        net_vm("a", &["tap = \"avm0\""]),
+        net_vm("b", &["tap = \"avm1\"", "tap = \"avm0\""])
+    ));
+    assert_eq!(e, "TAP \"avm0\" is used by vm a and again by vm b");
+    let e = err(&net_vm("a", &["tap = \"avm0\"", "tap = \"avm0\""]));
+    assert_eq!(e, "TAP \"avm0\" is used by vm a and again by vm a");
+}
+
+#[test]
+fn bad_nets_are_refused_with_the_reason() {
+    let net_err = |net: &str| parse(&net_vm("a", &[net])).unwrap_err();
+    let e = net_err("tap = \"avm0\"\nmac = \"02:00:00:00:00\"");
+    assert!(
+        matches!(&e, FileError::BadNet(vm, tap, NetSpecError::Mac(_)) if vm == "a" && tap == "avm0"),
+        "{e:?}"
+    );
+    let e = net_err("tap = \"avm0\"\nmac = \"01:00:5e:00:00:01\"");
+    assert!(
+        matches!(
+            &e,
+            FileError::BadNet(_, _, NetSpecError::Mac(MacAddrError::Multicast(_)))
+        ),
+        "{e:?}"
+    );
+    for tap in ["", "name-much-too-long", "tap%d", "a b"] {
+        let e = net_err(&format!("tap = {tap:?}"));
+        assert!(
+            matches!(&e, FileError::BadNet(_, t, NetSpecError::TapName(_)) if t == tap),
+            "{tap:?}: {e:?}"
+        );
+    }
+    // The one line accelvm prints: the VM, the TAP, and (from the source) the reason.
+    let e = net_err("tap = \"avm0\"\nmac = \"zz\"");
+    assert_eq!(e.to_string(), "vm a: [[vm.net]] tap = \"avm0\"");
+    let reason = std::error::Error::source(&e).unwrap().to_string();
+    assert!(reason.contains("invalid MAC address \"zz\""), "{reason}");
+    let e = err(&net_vm("a", &["mac = \"02:00:00:00:00:01\""]));
+    assert!(e.contains("missing field `tap`"), "{e}");
+    let e = err(&net_vm("a", &["tap = \"avm0\"\nspeed = 10"]));
+    assert!(e.contains("unknown field `speed`"), "{e}");
+    let nine: Vec<String> = (0..9).map(|i| format!("tap = \"avm{i}\"")).collect();
+    let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+    assert_eq!(
+        err(&net_vm("a", &nine)),
+        "vm a: 9 [[vm.net]] devices, at most 8 are supported"
+    );
 }
