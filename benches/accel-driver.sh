@@ -36,7 +36,7 @@ echo "LOADAVG_START $(cat /proc/loadavg)"
 for R in $(seq "$ROUNDS"); do
     timeout 300 accelvm bench-backend --sizes "$SIZES" --time-ms "$MS" | awk '$1 ~ /^[0-9]+$/ { print "RAW", $1, $3, $4 }'
     GCMD="modprobe virtio_accel || exit 1; accel-tool bench --aead-only --time-ms $MS --sizes $SIZES --batch $BATCH"
-    timeout 600 accelvm run --memory 512 --cpus 1 --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" \
+    timeout 600 env ${WORKERS:+ACCELVM_ACCEL_WORKERS=$WORKERS} accelvm run --memory 512 --cpus 1 --kernel "$ACCELVM_GUEST_KERNEL" --initrd "$ACCELVM_GUEST_INITRD" \
         --cmdline "$BASE" --accel --guest-cmd "$GCMD" >dev.out 2>&1 || echo "DEV_STATUS $?"
     tr -d '\r' <dev.out | grep -E '^(device|guest) ' | sed 's/^/DEV /'
     grep -q '^device' dev.out || sed 's/^/DEV_LOG /' dev.out | tail -40
@@ -61,7 +61,11 @@ done
 echo "LOADAVG_END $(cat /proc/loadavg)"
 EOF
 
-SCRIPT="MS=$MS; SIZES=$SIZES; BATCH=$BATCH; ROUNDS=$ROUNDS; $HOST"
+# ACCELVM_BENCH_WORKERS sets the software accelerator's worker threads behind --accel (accelvm's
+# ACCELVM_ACCEL_WORKERS; 0 = every job inline on the event loop), for diagnosis.
+WORKERS="${ACCELVM_BENCH_WORKERS:-}"
+[[ -z "$WORKERS" || "$WORKERS" =~ ^[0-9]$ ]] || { echo "ACCELVM_BENCH_WORKERS: 0..9" >&2; exit 2; }
+SCRIPT="MS=$MS; SIZES=$SIZES; BATCH=$BATCH; ROUNDS=$ROUNDS; WORKERS=$WORKERS; $HOST"
 HOST_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 if [[ "${ACCELVM_BENCH_DIRECT:-0}" == 1 ]]; then
     export ACCELVM_GUEST_KERNEL="$REPO_DIR/images/out/vmlinuz" ACCELVM_GUEST_INITRD="$REPO_DIR/images/out/initrd.img"
@@ -83,8 +87,8 @@ div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / 
 
 grep -q '^QEMU PASS' <<<"$out" && ! grep -q '^QEMU FAIL' <<<"$out" ||
     echo "WARNING: the virtio-crypto known-answer check did not pass: QEMU column is not trustworthy" >&2
-printf '\nAES-128 through the guest crypto API, %s ms per cell, best of %s rounds, one test host run (test host load: %s -> %s; machine load at start: %s)\n' \
-    "$MS" "$ROUNDS" "$(awk '$1 == "LOADAVG_START" { print $2, $3, $4 }' <<<"$out")" \
+printf '\nAES-128 through the guest crypto API, %s ms per cell, best of %s rounds, accel workers %s, one test host run (test host load: %s -> %s; machine load at start: %s)\n' \
+    "$MS" "$ROUNDS" "${WORKERS:-default}" "$(awk '$1 == "LOADAVG_START" { print $2, $3, $4 }' <<<"$out")" \
     "$(awk '$1 == "LOADAVG_END" { print $2, $3, $4 }' <<<"$out")" "$HOST_LOAD"
 printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s\n' size "raw MB/s" "afalg" "b$BATCH MB/s" "r_af" "r_b$BATCH" \
     "AES-NI" "dev RTT" "chr RTT" "QEMU RTT" "RTT r"
