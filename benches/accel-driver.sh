@@ -82,6 +82,12 @@ BEST='function keep(x) { if (v == "" || (f == 1 && x + 0 > v + 0) || (f == 0 && 
 dev() { awk -v p="$1" -v s="$2" -v f="$3" "$BEST"' $1 == "DEV" { path = $2; for (i = 3; i <= NF - 4; i++) path = path " " $i
     if (path == p && $(NF - 3) == s) keep($(NF - f)) } END { print v }' <<<"$out"; }
 qemu() { awk -v s="$1" -v f="$2" "$BEST"' $1 == "QEMU" && $2 == "AF_ALG" && $(NF - 3) == s { keep($(NF - f)) } END { print v }' <<<"$out"; }
+# Median of the rounds' latencies (robust to a round that hit a load spike), for the last column.
+MED='function med(   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] + 0 < a[i] + 0) { t = a[i]; a[i] = a[j]; a[j] = t }
+    if (n == 0) return ""; return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }'
+dev_med() { awk -v p="$1" -v s="$2" "$MED"' $1 == "DEV" { path = $2; for (i = 3; i <= NF - 4; i++) path = path " " $i
+    if (path == p && $(NF - 3) == s) a[++n] = $NF } END { print med() }' <<<"$out"; }
+qemu_med() { awk -v s="$1" "$MED"' $1 == "QEMU" && $2 == "AF_ALG" && $(NF - 3) == s { a[++n] = $NF } END { print med() }' <<<"$out"; }
 raw() { awk -v s="$1" -v f=1 "$BEST"' $1 == "RAW" && $2 == s { keep($3) } END { print v }' <<<"$out"; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
 
@@ -90,8 +96,8 @@ grep -q '^QEMU PASS' <<<"$out" && ! grep -q '^QEMU FAIL' <<<"$out" ||
 printf '\nAES-128 through the guest crypto API, %s ms per cell, best of %s rounds, accel workers %s, one test host run (test host load: %s -> %s; machine load at start: %s)\n' \
     "$MS" "$ROUNDS" "${WORKERS:-default}" "$(awk '$1 == "LOADAVG_START" { print $2, $3, $4 }' <<<"$out")" \
     "$(awk '$1 == "LOADAVG_END" { print $2, $3, $4 }' <<<"$out")" "$HOST_LOAD"
-printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s\n' size "raw MB/s" "afalg" "b$BATCH MB/s" "r_af" "r_b$BATCH" \
-    "AES-NI" "dev RTT" "chr RTT" "QEMU RTT" "RTT r"
+printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s %7s\n' size "raw MB/s" "afalg" "b$BATCH MB/s" "r_af" "r_b$BATCH" \
+    "AES-NI" "dev RTT" "chr RTT" "QEMU RTT" "RTT r" "r med"
 for s in ${SIZES//,/ }; do
     r=$(raw "$s")
     a=$(dev "device AF_ALG virtio_accel-gcm-aes" "$s" 1)
@@ -100,13 +106,15 @@ for s in ${SIZES//,/ }; do
     dl=$(dev "device AF_ALG virtio_accel-gcm-aes" "$s" 0)
     cl=$(dev "device chardev batch 1" "$s" 0)
     ql=$(qemu "$s" 0)
-    printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s\n' "$s" "${r:--}" "${a:--}" "${b:--}" "$(div "$a" "$r")" \
-        "$(div "$b" "$r")" "${n:--}" "${dl:--}" "${cl:--}" "${ql:--}" "$(div "$dl" "$ql")"
+    printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s %7s\n' "$s" "${r:--}" "${a:--}" "${b:--}" "$(div "$a" "$r")" \
+        "$(div "$b" "$r")" "${n:--}" "${dl:--}" "${cl:--}" "${ql:--}" "$(div "$dl" "$ql")" \
+        "$(div "$(dev_med "device AF_ALG virtio_accel-gcm-aes" "$s")" "$(qemu_med "$s")")"
 done
 cat <<EOF
 raw = software backend called directly in the test host (AES-128-GCM); afalg = device via AF_ALG
 (virtio_accel-gcm-aes, one request at a time); b$BATCH = device char dev, $BATCH requests per batch;
 r_* = device / raw; AES-NI = guest generic-gcm-aesni via AF_ALG; RTT = µs per request: dev = AF_ALG
 virtio_accel-gcm-aes, chr = char dev batch 1, QEMU = AF_ALG virtio_crypto_aes_cbc (QEMU 7.2
-virtio-crypto, builtin backend); RTT r = dev / QEMU (< 1: the device is faster).
+virtio-crypto, builtin backend); RTT r = dev / QEMU (< 1: the device is faster), best of the rounds
+each; r med = the same with the median of the rounds.
 EOF
