@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # make, gcc, libelf1, libssl3: out-of-tree guest modules against images/out/kernel-build.
-APT_PACKAGES=(qemu-system-x86 busybox-static cpio lz4 kmod iproute2 iperf3 gzip make gcc libelf1 libssl3)
+APT_PACKAGES=(qemu-system-x86 busybox-static cpio lz4 xz-utils kmod iproute2 iperf3 gzip make gcc libelf1 libssl3)
 
 TOTAL_START=$(date +%s)
 step() {

@@ -57,7 +57,7 @@ timed() {
 
 need_tools() {
     local missing=() t
-    for t in apt-cache apt-get dpkg-deb depmod modprobe lz4 cpio gzip busybox ldd sha256sum; do
+    for t in apt-cache apt-get dpkg-deb depmod modprobe lz4 xz cpio gzip busybox ldd sha256sum; do
         command -v "$t" >/dev/null 2>&1 || missing+=("$t")
     done
     [[ ${#missing[@]} -eq 0 ]] || die "missing tools: ${missing[*]} (run ./test.sh or install kmod lz4 cpio busybox-static)"
@@ -284,6 +284,59 @@ add_guest_extras() {
     fi
 }
 
+# ---- QEMU's virtio-crypto as a benchmark peer (issue 6) ----
+# The cloud kernel has CONFIG_CRYPTO_HW unset: no crypto_engine.ko, no virtio_crypto.ko. Both are
+# built out of tree from Debian's linux-source package of the image kernel's exact version, against
+# the same headers as the guest driver. They land in extra/virtio-crypto/ of the guest image; init
+# does not load them (only a virtio-crypto device, i.e. QEMU, would bind; the benchmark modprobes).
+VCRYPTO_SRC_FILES=(drivers/crypto/virtio/virtio_crypto_common.h drivers/crypto/virtio/virtio_crypto_mgr.c
+    drivers/crypto/virtio/virtio_crypto_skcipher_algs.c drivers/crypto/virtio/virtio_crypto_akcipher_algs.c
+    drivers/crypto/virtio/virtio_crypto_core.c crypto/crypto_engine.c crypto/internal.h)
+
+# Sets VCRYPTO_DIR to a folder holding crypto_engine.ko and virtio_crypto.ko for KVER (cached).
+build_virtio_crypto() {
+    local version series src deb tarball f
+    version=$(dpkg-deb -f "$KDEB" Version)
+    series=$(printf '%s\n' "$KVER" | cut -d. -f1,2)
+    src="linux-source-$series"
+    VCRYPTO_DIR="$CACHE/virtio-crypto-$version"
+    if [[ -f "$VCRYPTO_DIR/.built" && -f "$VCRYPTO_DIR/virtio_crypto.ko" && -f "$VCRYPTO_DIR/crypto_engine.ko" ]]; then
+        return
+    fi
+    if [[ ! -f "$VCRYPTO_DIR/.extracted" ]]; then
+        deb=$(find "$CACHE/debs" -maxdepth 1 -name "${src}_${version}_all.deb" | head -n1)
+        if [[ -z "$deb" ]]; then
+            log "downloading $src=$version (for virtio_crypto.ko and crypto_engine.ko)"
+            (cd "$CACHE/debs" && apt-get download -q "$src=$version" 2>&1 |
+                grep -v '^W: Download is performed unsandboxed' >&2) || true
+            deb=$(find "$CACHE/debs" -maxdepth 1 -name "${src}_${version}_all.deb" | head -n1)
+            [[ -n "$deb" ]] || die "apt-get download $src=$version failed"
+        fi
+        rm -rf "$VCRYPTO_DIR"
+        mkdir -p "$VCRYPTO_DIR/tree"
+        # Only the few files needed: the source package holds a 138 MB .tar.xz of the whole tree.
+        tarball="./usr/src/$src.tar.xz"
+        dpkg-deb --fsys-tarfile "$deb" | tar -xO "$tarball" | xz -dc |
+            tar -x -C "$VCRYPTO_DIR/tree" "${VCRYPTO_SRC_FILES[@]/#/$src/}" ||
+            die "extracting virtio-crypto sources from $deb failed"
+        for f in "${VCRYPTO_SRC_FILES[@]}"; do
+            cp "$VCRYPTO_DIR/tree/$src/$f" "$VCRYPTO_DIR/"
+        done
+        rm -rf "$VCRYPTO_DIR/tree"
+        # One Kbuild for both: modpost resolves virtio_crypto's crypto_engine_* imports from the
+        # sibling module (the kernel exports none of them), and depmod orders the loads.
+        cat >"$VCRYPTO_DIR/Kbuild" <<'KBUILD'
+obj-m += crypto_engine.o virtio_crypto.o
+virtio_crypto-objs := virtio_crypto_skcipher_algs.o virtio_crypto_akcipher_algs.o virtio_crypto_mgr.o virtio_crypto_core.o
+KBUILD
+        touch "$VCRYPTO_DIR/.extracted"
+    fi
+    fetch_kernel_headers
+    make -s -C "$CACHE/headers-$KVER/root/usr/src/linux-headers-$KVER" M="$VCRYPTO_DIR" modules >&2 ||
+        die "virtio_crypto/crypto_engine build failed"
+    touch "$VCRYPTO_DIR/.built"
+}
+
 # ---- IPsec (issue 8): the full-offload gateway's inner interface is a TUN ----
 GUEST_IPSEC_MODULES=(tun)
 
@@ -308,7 +361,8 @@ build_guest_initrd() {
         mapfile -t gd_kos < <(find "$REPO_DIR/guest-drivers" -name '*.ko' | LC_ALL=C sort)
     fi
     stamp=$(inputs_stamp "$IMAGES_DIR/guest" "$IMAGES_DIR/guest-extra" "$(command -v busybox)" "$IP_BIN" \
-        "$(command -v iperf3 || true)" "${gd_kos[@]}" "$ACCEL_TOOL_BIN")
+        "$(command -v iperf3 || true)" "${gd_kos[@]}" "$ACCEL_TOOL_BIN" "$VCRYPTO_DIR/crypto_engine.ko" \
+        "$VCRYPTO_DIR/virtio_crypto.ko")
     if [[ -f "$OUT/initrd.img" && "$(cat "$CACHE/guest.stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "guest initrd up to date"
         return
@@ -316,6 +370,8 @@ build_guest_initrd() {
     make_base_root "$root"
     install -m 0755 "$IMAGES_DIR/guest/init" "$root/init"
     add_guest_extras "$root"
+    install -D -m 0644 -t "$root/lib/modules/$KVER/extra/virtio-crypto" "$VCRYPTO_DIR/crypto_engine.ko" \
+        "$VCRYPTO_DIR/virtio_crypto.ko"
     copy_modules "$root" "${GUEST_BOOT_MODULES[@]}" "${GUEST_CRYPTO_MODULES[@]}" "${GUEST_NET_MODULES[@]}" \
         "${GUEST_DRIVER_MODULES[@]}" "${GUEST_IPSEC_MODULES[@]}"
     make_cpio "$root" "$OUT/initrd.img"
@@ -370,6 +426,7 @@ main() {
     timed "kernel headers" fetch_kernel_headers
     timed "guest driver" build_guest_driver
     timed "accel-tool" build_accel_tool
+    timed "virtio-crypto modules" build_virtio_crypto
     timed "guest initrd" build_guest_initrd
     timed "test host initrd" build_testhost_initrd
     log "done in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f s", b - a }'): $OUT"

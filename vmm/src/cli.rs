@@ -35,6 +35,26 @@ pub enum Command {
     /// Print the accelerator and VM counters of a running accelvm (started with
     /// --api-socket): a table, or JSON with --json.
     Stats(StatsArgs),
+    /// (For benches/accel-driver.sh) the software accelerator backend's raw AES-GCM speed on
+    /// this host, called directly without a VM.
+    #[command(hide = true)]
+    BenchBackend(BenchBackendArgs),
+}
+
+/// Options of the hidden `accelvm bench-backend`.
+#[derive(Debug, Args)]
+pub struct BenchBackendArgs {
+    /// Plaintext sizes in bytes.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "64,256,1024,4096,16384,65536"
+    )]
+    pub sizes: Vec<usize>,
+
+    /// Milliseconds per size.
+    #[arg(long, default_value_t = 500)]
+    pub time_ms: u64,
 }
 
 /// Options of `accelvm stats`.

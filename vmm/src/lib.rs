@@ -14,6 +14,7 @@
 
 pub mod accel_config;
 pub mod acpi;
+pub mod bench_backend;
 pub mod boot;
 pub mod bus;
 pub mod cli;

@@ -4,6 +4,7 @@
 use std::error::Error;
 use std::process::ExitCode;
 
+use accelvm::bench_backend;
 use accelvm::cli::{Cli, Command, RunArgs, StatsArgs};
 use accelvm::fleet::{self, Fleet, RunOptions, VmReport};
 use accelvm::{ExitReason, kvm};
@@ -80,6 +81,10 @@ fn run() -> ExitCode {
     match cli.command {
         Command::Run(args) => run_vms(args),
         Command::Stats(args) => stats(&args),
+        Command::BenchBackend(args) => match bench_backend::run(&args.sizes, args.time_ms) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
     }
 }
 

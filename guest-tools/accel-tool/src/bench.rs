@@ -17,6 +17,9 @@ pub struct BenchOpts {
     pub batch: usize,
     pub aead: bool,
     pub comp: bool,
+    /// `--afalg-skcipher NAME --driver DRIVER`: measure that skcipher driver only (a peer such
+    /// as QEMU's virtio-crypto; no virtio-accel device needed).
+    pub skcipher: Option<(String, String)>,
 }
 
 impl Default for BenchOpts {
@@ -27,6 +30,7 @@ impl Default for BenchOpts {
             batch: 16,
             aead: true,
             comp: true,
+            skcipher: None,
         }
     }
 }
@@ -223,6 +227,9 @@ fn comp(dev: &AccelDev, o: &BenchOpts) -> io::Result<()> {
 }
 
 pub fn run(index: u32, o: &BenchOpts) -> io::Result<()> {
+    if let Some((name, driver)) = &o.skcipher {
+        return crate::skcipher::bench(name, driver, &o.sizes, o.time);
+    }
     let dev = AccelDev::open(index)?;
     let s0 = dev.stats()?;
     if o.aead {
