@@ -36,7 +36,7 @@ const USAGE: &str = "usage: accel-tool [-d N] COMMAND
           [--timeout-ms T]
                         (peer side, for tests) re-send the next ESP frame sent to A on IF,
                         unchanged or with one ciphertext byte flipped, to MAC
-  load [--op deflate|gcm] [--size N] [--threads T] [--batch B] [--secs S]
+  load [--op deflate|gcm] [--size N] [--threads T] [--batch B] [--secs S] [--level 1-9]
                         (sharing tests) T threads keep a batch of B requests in flight for S s
                         (default deflate 65536 B, 1 thread, batch 8, 10 s); every answer is
                         compared with a device-verified reference. Prints LOAD_DONE ok= wrong=

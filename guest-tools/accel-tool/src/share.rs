@@ -33,6 +33,7 @@ pub struct ShareOpts {
     pub threads: usize,
     pub batch: usize,
     pub secs: u64,
+    pub level: u32,
 }
 
 impl ShareOpts {
@@ -43,6 +44,7 @@ impl ShareOpts {
             threads: 1,
             batch: if latency { 1 } else { 8 },
             secs: 10,
+            level: 0,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -65,6 +67,7 @@ impl ShareOpts {
                 "--threads" if !latency => o.threads = num(MAX_THREADS as u64)? as usize,
                 "--batch" if !latency => o.batch = num(uapi::MAX_BATCH as u64)? as usize,
                 "--secs" => o.secs = num(MAX_SECS)?,
+                "--level" => o.level = num(9)? as u32,
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -85,6 +88,7 @@ fn template(dev: &AccelDev, o: &ShareOpts, key_seed: u64) -> io::Result<(Work, O
             DataOp {
                 opcode: op::COMPRESS,
                 algo: uapi::COMP_DEFLATE,
+                level: o.level,
                 src: text_like(o.size, o.size as u64),
                 dst: vec![0; o.size + o.size / 8 + 1024],
                 ..Default::default()
