@@ -221,12 +221,14 @@ long va_ioctl_batch(struct va_file *f, void __user *arg)
 			atomic64_inc(&f->dev->stats.chardev_ops);
 			/* The caller can sleep: a full queue backlogs rather than failing. */
 			err = va_queue_submit(q, &op->vreq, true);
-			if (err == -EINPROGRESS || err == -EBUSY) {
-				err = 0;
-			} else {
-				atomic_dec(&b->remaining);
-				kref_put(&b->ref, va_batch_release);
-			}
+			/*
+			 * Submitted: the op may already have completed on another CPU, and its
+			 * completion owns op->error (writing 0 here lost -EBADMSG under load).
+			 */
+			if (err == -EINPROGRESS || err == -EBUSY)
+				continue;
+			atomic_dec(&b->remaining);
+			kref_put(&b->ref, va_batch_release);
 		}
 		op->error = err;
 	}
