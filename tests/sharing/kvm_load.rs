@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::common::{ScenarioOutput, run_scenario};
 
 /// The rate limit checked (bytes/s): small against what `capped` could do unthrottled.
-const CAP_BPS: f64 = 2_000_000.0;
+const CAP_BPS: f64 = 1_000_000.0;
 /// The flooder's bandwidth limit (bytes/s). Without it the flooder keeps one of the test
 /// host's two emulated CPUs busy with deflate and the light VM's p99 grew 4.2x (2 runs) from
 /// CPU contention alone; the scheduler itself keeps a worker free for others (max-in-flight).
@@ -100,10 +100,9 @@ fn mixed_scenario() -> String {
             "",
             // The hostile guest: its driver passes handles it does not own to the device.
             "modprobe virtio_accel foreign_handles=1",
-            "accel-tool latency --secs 6; echo SOLO_END; sleep 8; echo FLOODED_BEGIN; \
-             accel-tool latency --secs 6; echo FLOODED_END; accel-tool probe-handles 4 1024; \
-             echo PROBE_STATUS=$?; sleep 10; accel-tool load --op gcm --size 4096 --batch 4 \
-             --secs 4; echo LIGHT_AFTER_STATUS=$?"
+            "accel-tool latency --secs 44 --window-ms 2000; echo LAT_STATUS=$?; \
+             accel-tool probe-handles 4 1024; echo PROBE_STATUS=$?; \
+             accel-tool load --op gcm --size 4096 --batch 4 --secs 4; echo LIGHT_AFTER_STATUS=$?"
         ),
         vm(
             "flood",
@@ -113,7 +112,7 @@ fn mixed_scenario() -> String {
                 FLOOD_BPS / 10
             ),
             MODPROBE,
-            "sleep 12; accel-tool load --threads 2 --batch 8 --secs 600 & sleep 18; \
+            "sleep 16; accel-tool load --threads 2 --batch 8 --secs 600 & sleep 18; \
              echo FLOOD_KILL; echo c > /proc/sysrq-trigger; echo NOT_REACHED"
         ),
         vm(
@@ -124,8 +123,8 @@ fn mixed_scenario() -> String {
                 CAP_BPS as u64 / 10
             ),
             MODPROBE,
-            "accel-tool hold-session 50 > /tmp/hold 2>&1 & accel-tool load --op gcm \
-             --size 16384 --threads 2 --batch 4 --secs 45; echo CAPPED_STATUS=$?; wait; cat /tmp/hold"
+            "accel-tool hold-session 55 > /tmp/hold 2>&1 & accel-tool load --op gcm \
+             --size 16384 --threads 4 --batch 8 --secs 50; echo CAPPED_STATUS=$?; wait; cat /tmp/hold"
         ),
     );
     format!("{}{}", write_config("mixed.toml", &mixed), run_sampled("mixed"))
@@ -175,12 +174,28 @@ fn delta(w: (&(f64, Value), &(f64, Value)), vm: &str, key: &str) -> f64 {
     get(&w.1.1) - get(&w.0.1)
 }
 
-/// `LATENCY ... p99_us=N ...` → N.
-fn p99(line: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|f| f.strip_prefix("p99_us="))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no p99 in {line:?}"))
+/// p99 (upper edge of its bucket, us) of the union of `LATWIN n=N h=i:c,...` windows
+/// (accel-tool's buckets: 50 us x 1.15^i).
+fn hist_p99(windows: &[&str]) -> f64 {
+    let mut h = [0u64; 80];
+    for w in windows {
+        let cells = w.split_once(" h=").map_or("", |x| x.1);
+        for cell in cells.split(',').filter(|c| !c.is_empty()) {
+            let (i, c) = cell.split_once(':').expect("i:count");
+            h[i.parse::<usize>().expect("bucket")] += c.parse::<u64>().expect("count");
+        }
+    }
+    let n: u64 = h.iter().sum();
+    assert!(n >= 100, "only {n} latency samples");
+    let mut acc = 0;
+    let i = h
+        .iter()
+        .position(|c| {
+            acc += c;
+            acc * 100 >= n * 99
+        })
+        .expect("non-empty");
+    50.0 * 1.15f64.powi(i as i32 + 1)
 }
 
 fn index_of(out: &ScenarioOutput, starts: &str) -> usize {
@@ -233,29 +248,42 @@ fn check_fair(out: &ScenarioOutput) {
 
 fn check_mixed(out: &ScenarioOutput) {
     let dump = out.dump();
-    // The latency phases were placed as intended: solo before the flood, flooded inside it.
-    let lat = out.markers("mixed: [light] LATENCY ");
-    assert_eq!(lat.len(), 2, "{dump}");
-    assert!(lat.iter().all(|l| l.contains(" wrong=0 ")), "{lat:?}");
+    // Latency: light's 2 s windows that ended before flood started are "solo"; those that
+    // began after it started and ended before it was killed are "flooded" (console order).
+    assert!(out.has_line("mixed: [light] LAT_STATUS=0"), "{dump}");
     let flood_start = index_of(out, "mixed: [flood] LOAD_START");
     let kill = index_of(out, "mixed: [flood] FLOOD_KILL");
+    let windows: Vec<(usize, &str)> = out
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| Some((i, l.strip_prefix("mixed: [light] LATWIN ")?)))
+        .collect();
+    let solo: Vec<&str> = windows
+        .iter()
+        .filter(|(i, _)| *i < flood_start)
+        .map(|w| w.1)
+        .collect();
+    let flooded: Vec<&str> = windows
+        .windows(2)
+        .filter(|w| w[0].0 > flood_start && w[1].0 < kill)
+        .map(|w| w[1].1)
+        .collect();
     assert!(
-        index_of(out, "mixed: [light] SOLO_END") < flood_start,
-        "{dump}"
+        solo.len() >= 3 && flooded.len() >= 3,
+        "{} solo and {} flooded windows (boot skew?)\n{dump}",
+        solo.len(),
+        flooded.len()
     );
-    assert!(
-        flood_start < index_of(out, "mixed: [light] FLOODED_BEGIN"),
-        "{dump}"
-    );
-    assert!(index_of(out, "mixed: [light] FLOODED_END") < kill, "{dump}");
-    let (solo, flooded) = (p99(lat[0]), p99(lat[1]));
+    let (p_solo, p_flood) = (hist_p99(&solo), hist_p99(&flooded));
     eprintln!(
-        "mixed: light p99 solo {solo} us, with flood {flooded} us (x{:.2})",
-        flooded as f64 / solo.max(1) as f64
+        "mixed: light p99 solo {p_solo:.0} us ({} windows), with flood {p_flood:.0} us ({} windows), x{:.2}",
+        solo.len(),
+        flooded.len(),
+        p_flood / p_solo
     );
     assert!(
-        flooded <= 3 * solo,
-        "p99 with a flooding VM {flooded} us > 3 x solo {solo} us\n{dump}"
+        p_flood <= 3.0 * p_solo,
+        "p99 with a flooding VM {p_flood:.0} us > 3 x solo {p_solo:.0} us\n{dump}"
     );
 
     // flood really flooded: it had requests waiting (held back by its limits) all along.
@@ -303,23 +331,45 @@ fn check_mixed(out: &ScenarioOutput) {
     assert!(out.has_line("mixed: [capped] CAPPED_STATUS=0"), "{dump}");
     assert!(out.has_line("mixed_STATUS=1"), "{dump}");
 
-    // The rate limit, over the longest stretch where capped had requests waiting (throttled).
-    let w = busy_window(&s, |d| tenant(d, "capped", "queued").unwrap_or(0) > 0)
-        .expect("capped never had requests waiting");
+    // The rate limit: never above it over capped's whole run, and within 10% of it over the
+    // longest stretch where capped was held back by it between every two samples (a guest
+    // starved of CPU by the emulated test host may not even ask for the rate).
+    let active = busy_window(&s, |d| tenant(d, "capped", "requests").unwrap_or(0) > 0)
+        .expect("capped never ran");
+    let all = delta(active, "capped", "bytes") / (active.1.0 - active.0.0);
+    let throttled: Vec<bool> = s
+        .windows(2)
+        .map(|w| {
+            tenant(&w[1].1, "capped", "throttled_ns") > tenant(&w[0].1, "capped", "throttled_ns")
+                && tenant(&w[1].1, "capped", "queued").unwrap_or(0) > 0
+        })
+        .collect();
+    let mut best: Option<(usize, usize)> = None;
+    let mut run_start = None;
+    for (i, t) in throttled.iter().enumerate() {
+        if *t {
+            let st = *run_start.get_or_insert(i);
+            if best.is_none_or(|(a, b)| s[b + 1].0 - s[a].0 < s[i + 1].0 - s[st].0) {
+                best = Some((st, i));
+            }
+        } else {
+            run_start = None;
+        }
+    }
+    let (a, b) = best.expect("capped was never held back by its limit");
+    let w = (&s[a], &s[b + 1]);
     let secs = w.1.0 - w.0.0;
     let rate = delta(w, "capped", "bytes") / secs;
     eprintln!(
-        "mixed: capped {:.3} MB/s over {secs:.1} s (limit {:.3} MB/s)",
+        "mixed: capped {:.3} MB/s over {secs:.1} s held back, {:.3} MB/s over its whole run (limit {:.3} MB/s)",
         rate / 1e6,
+        all / 1e6,
         CAP_BPS / 1e6
     );
+    assert!(all <= 1.1 * CAP_BPS, "capped got {all:.0} B/s over its run\n{dump}");
     assert!(
         secs >= MIN_WINDOW_S,
-        "throttled window only {secs:.1} s\n{dump}"
-    );
-    assert!(
-        delta(w, "capped", "throttled_ns") > 0.0,
-        "the limit never bound"
+        "held back by the limit for only {secs:.1} s\n{dump}"
     );
     assert!(
         (rate / CAP_BPS - 1.0).abs() <= 0.10,

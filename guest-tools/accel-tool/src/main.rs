@@ -40,9 +40,10 @@ const USAGE: &str = "usage: accel-tool [-d N] COMMAND
                         (sharing tests) T threads keep a batch of B requests in flight for S s
                         (default deflate 65536 B, 1 thread, batch 8, 10 s); every answer is
                         compared with a device-verified reference. Prints LOAD_DONE ok= wrong=
-  latency [--op gcm|deflate] [--size N] [--secs S]
+  latency [--op gcm|deflate] [--size N] [--secs S] [--window-ms W]
                         one request at a time (default gcm 1024 B, 10 s), answers checked;
-                        prints LATENCY n= p50_us= p90_us= p99_us= max_us=
+                        prints LATENCY n= p50_us= p90_us= p99_us= max_us=, and every W ms
+                        LATWIN n= h=i:count,... (bucket i: 50 us x 1.15^i and up)
   hold-session SECS     creates a session, prints HELD_HANDLE=, checks it still works after SECS
   probe-handles TENANTS LOW
                         uses every other tenant's handle (tenant << 32 | 1..LOW, tenants 1..TENANTS):

@@ -34,6 +34,8 @@ pub struct ShareOpts {
     pub batch: usize,
     pub secs: u64,
     pub level: u32,
+    /// `latency`: print a histogram line every this many ms (0 = only the summary).
+    pub window_ms: u64,
 }
 
 impl ShareOpts {
@@ -45,6 +47,7 @@ impl ShareOpts {
             batch: if latency { 1 } else { 8 },
             secs: 10,
             level: 0,
+            window_ms: 0,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -68,6 +71,7 @@ impl ShareOpts {
                 "--batch" if !latency => o.batch = num(uapi::MAX_BATCH as u64)? as usize,
                 "--secs" => o.secs = num(MAX_SECS)?,
                 "--level" => o.level = num(9)? as u32,
+                "--window-ms" if latency => o.window_ms = num(MAX_SECS * 1000)?,
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -214,22 +218,55 @@ pub fn load(index: u32, o: &ShareOpts) -> io::Result<bool> {
     Ok(w == 0 && n > 0)
 }
 
+/// Latency histogram buckets: bucket i holds [LAT_BASE_US * 1.15^i, LAT_BASE_US * 1.15^(i+1)).
+const LAT_BASE_US: f64 = 50.0;
+const LAT_RATIO: f64 = 1.15;
+const LAT_BUCKETS: usize = 80;
+
+fn bucket(us: u64) -> usize {
+    let x = (us as f64 / LAT_BASE_US).max(1.0);
+    ((x.ln() / LAT_RATIO.ln()) as usize).min(LAT_BUCKETS - 1)
+}
+
+/// `LATWIN n=N h=i:count,...`: a window's histogram, so a test can merge windows it knows were
+/// alone or under a flood (from the order of console lines) and take percentiles of the union.
+fn print_window(h: &[u64; LAT_BUCKETS]) {
+    let n: u64 = h.iter().sum();
+    let cells: Vec<String> = h
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, c)| format!("{i}:{c}"))
+        .collect();
+    println!("LATWIN n={n} h={}", cells.join(","));
+}
+
 /// `latency`: one request at a time for SECS seconds, each answer checked; prints the
-/// percentiles of the round trip as the guest sees it.
+/// percentiles of the round trip as the guest sees it, and with `--window-ms` a histogram
+/// (buckets of 15% from 50 us) per window.
 pub fn latency(index: u32, o: &ShareOpts) -> io::Result<bool> {
     let dev = AccelDev::open(index)?;
     let (work, session) = template(&dev, o, 11)?;
     let mut lat = Vec::new();
     let mut wrong = 0u64;
     let mut one = [work.template.clone()];
+    let mut hist = [0u64; LAT_BUCKETS];
     let start = Instant::now();
+    let mut window_start = start;
     while start.elapsed() < Duration::from_secs(o.secs) {
         one[0].dst.resize(work.template.dst.len(), 0);
         let t = Instant::now();
         dev.batch(&mut one)?;
-        lat.push(t.elapsed().as_micros() as u64);
+        let us = t.elapsed().as_micros() as u64;
+        lat.push(us);
+        hist[bucket(us)] += 1;
         if one[0].status != status::OK || one[0].dst != work.expect {
             wrong += 1;
+        }
+        if o.window_ms > 0 && window_start.elapsed() >= Duration::from_millis(o.window_ms) {
+            print_window(&hist);
+            hist = [0; LAT_BUCKETS];
+            window_start = Instant::now();
         }
     }
     if let Some(h) = session {
