@@ -22,8 +22,9 @@ use serde_json::Value;
 
 use crate::common::{ScenarioOutput, run_scenario};
 
-/// The rate limit checked (bytes/s): small against what `capped` could do unthrottled.
-const CAP_BPS: f64 = 1_000_000.0;
+/// The rate limit checked (bytes/s): small against what `capped` could do unthrottled, even
+/// when the emulated test host is starved of CPU (1 MB/s gave 0.77 MB/s at load average 12).
+const CAP_BPS: f64 = 500_000.0;
 /// The flooder's bandwidth limit (bytes/s). Without it the flooder keeps one of the test
 /// host's two emulated CPUs busy with deflate and the light VM's p99 grew 4.2x (2 runs) from
 /// CPU contention alone; the scheduler itself keeps a worker free for others (max-in-flight).
@@ -87,7 +88,11 @@ fn fair_scenario() -> String {
         vm("alpha", 1, "", MODPROBE, &fair_cmd("alpha")),
         vm("beta", 3, "", MODPROBE, &fair_cmd("beta"))
     );
-    format!("{}{}", write_config("fair.toml", &fair), run_sampled("fair"))
+    format!(
+        "{}{}",
+        write_config("fair.toml", &fair),
+        run_sampled("fair")
+    )
 }
 
 fn mixed_scenario() -> String {
@@ -127,8 +132,17 @@ fn mixed_scenario() -> String {
              --size 16384 --threads 4 --batch 8 --secs 50; echo CAPPED_STATUS=$?; wait; cat /tmp/hold"
         ),
     );
-    format!("{}{}", write_config("mixed.toml", &mixed), run_sampled("mixed"))
+    format!(
+        "{}{}",
+        write_config("mixed.toml", &mixed),
+        run_sampled("mixed")
+    )
 }
+
+/// A stats sample: (test host uptime in s, stats document).
+type Sample = (f64, Value);
+/// The first and last sample of a stretch.
+type Window<'a> = (&'a Sample, &'a Sample);
 
 /// (uptime, document) of every stats sample of run `name`.
 fn samples(out: &ScenarioOutput, name: &str) -> Vec<(f64, Value)> {
@@ -151,10 +165,7 @@ fn tenant(doc: &Value, vm: &str, key: &str) -> Option<u64> {
 }
 
 /// The longest run of consecutive samples for which `busy` holds: (first, last).
-fn busy_window<'a>(
-    s: &'a [(f64, Value)],
-    busy: impl Fn(&Value) -> bool,
-) -> Option<(&'a (f64, Value), &'a (f64, Value))> {
+fn busy_window(s: &[Sample], busy: impl Fn(&Value) -> bool) -> Option<Window<'_>> {
     let (mut best, mut start): (Option<(usize, usize)>, Option<usize>) = (None, None);
     for (i, (_, doc)) in s.iter().enumerate() {
         if busy(doc) {
@@ -169,7 +180,7 @@ fn busy_window<'a>(
     best.map(|(a, b)| (&s[a], &s[b]))
 }
 
-fn delta(w: (&(f64, Value), &(f64, Value)), vm: &str, key: &str) -> f64 {
+fn delta(w: Window<'_>, vm: &str, key: &str) -> f64 {
     let get = |d: &Value| tenant(d, vm, key).unwrap_or(0) as f64;
     get(&w.1.1) - get(&w.0.1)
 }
@@ -290,7 +301,10 @@ fn check_mixed(out: &ScenarioOutput) {
     let s = samples(out, "mixed");
     let flooding = busy_window(&s, |d| tenant(d, "flood", "queued").unwrap_or(0) > 0)
         .expect("flood never had requests waiting");
-    assert!(flooding.1.0 - flooding.0.0 >= 10.0, "flood was not flooding\n{dump}");
+    assert!(
+        flooding.1.0 - flooding.0.0 >= 10.0,
+        "flood was not flooding\n{dump}"
+    );
     assert!(delta(flooding, "flood", "throttled_ns") > 0.0, "{dump}");
 
     // Cross-VM handles: capped's live handle lies in the probed space and was refused.
@@ -366,7 +380,10 @@ fn check_mixed(out: &ScenarioOutput) {
         all / 1e6,
         CAP_BPS / 1e6
     );
-    assert!(all <= 1.1 * CAP_BPS, "capped got {all:.0} B/s over its run\n{dump}");
+    assert!(
+        all <= 1.1 * CAP_BPS,
+        "capped got {all:.0} B/s over its run\n{dump}"
+    );
     assert!(
         secs >= MIN_WINDOW_S,
         "held back by the limit for only {secs:.1} s\n{dump}"
