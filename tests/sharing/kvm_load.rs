@@ -124,8 +124,10 @@ fn mixed_scenario() -> String {
             "capped",
             1,
             &format!(
-                "  bandwidth = {{ size = {}, refill-time-ms = 100 }}\n",
-                CAP_BPS as u64 / 10
+                // One second of tokens: a worker woken late by the starved test host loses
+                // none (a 100 ms bucket under-delivered 5% at load average 10).
+                "  bandwidth = {{ size = {}, refill-time-ms = 1000 }}\n",
+                CAP_BPS as u64
             ),
             MODPROBE,
             "accel-tool hold-session 55 > /tmp/hold 2>&1 & accel-tool load --op gcm \
