@@ -96,7 +96,8 @@ static int va_cop_prepare(struct va_file *f, struct va_cop *op,
 		crypto = true;
 		op->stat_op = u->opcode == VIRTIO_ACCEL_OP_ENCRYPT ? VIRTIO_ACCEL_STAT_ENCRYPT :
 			      VIRTIO_ACCEL_STAT_DECRYPT;
-		if (!va_file_owns(f, u->handle, false))
+		/* foreign_handles (test only) lets the device's isolation be tested. */
+		if (!va_file_owns(f, u->handle, false) && !va_foreign_handles)
 			return -ENOKEY;
 		break;
 	case VIRTIO_ACCEL_OP_COMPRESS:
@@ -220,12 +221,14 @@ long va_ioctl_batch(struct va_file *f, void __user *arg)
 			atomic64_inc(&f->dev->stats.chardev_ops);
 			/* The caller can sleep: a full queue backlogs rather than failing. */
 			err = va_queue_submit(q, &op->vreq, true);
-			if (err == -EINPROGRESS || err == -EBUSY) {
-				err = 0;
-			} else {
-				atomic_dec(&b->remaining);
-				kref_put(&b->ref, va_batch_release);
-			}
+			/*
+			 * Submitted: the op may already have completed on another CPU, and its
+			 * completion owns op->error (writing 0 here lost -EBADMSG under load).
+			 */
+			if (err == -EINPROGRESS || err == -EBUSY)
+				continue;
+			atomic_dec(&b->remaining);
+			kref_put(&b->ref, va_batch_release);
 		}
 		op->error = err;
 	}

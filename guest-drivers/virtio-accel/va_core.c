@@ -562,6 +562,11 @@ module_param_named(corrupt_encrypt, va_corrupt_encrypt, bool, 0444);
 MODULE_PARM_DESC(corrupt_encrypt,
 		 "Test only: flip one byte of every AEAD encryption result, so the crypto self-tests must fail");
 
+bool va_foreign_handles;
+module_param_named(foreign_handles, va_foreign_handles, bool, 0444);
+MODULE_PARM_DESC(foreign_handles,
+		 "Test only: pass char-device crypto ops naming a session this file did not create to the device, as a hostile guest would, so the device's own isolation can be tested");
+
 static int __init va_init(void)
 {
 	return register_virtio_driver(&va_driver);

@@ -128,6 +128,7 @@ void va_aead_unregister(void);
 int va_comp_register(struct va_dev *dev);
 void va_comp_unregister(void);
 extern bool va_corrupt_encrypt;
+extern bool va_foreign_handles;
 
 /* character device */
 int va_chardev_register(struct va_dev *dev);

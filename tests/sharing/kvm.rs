@@ -5,8 +5,8 @@
 //! own virtio-accel device (ID 0xffff), and runs its command; console lines carry the VM's
 //! name; `accelvm stats` reads every tenant while the guests run; killing one guest (a guest
 //! kernel panic) ends only that VM while the others finish; the exit status is the first
-//! failing VM's. Request traffic from guests needs the guest driver (see the report of
-//! issue 7); the traffic properties are checked in `device_level`.
+//! failing VM's. Request traffic driven by the guests through the guest driver is checked in
+//! `kvm_load`; `device_level` checks the same properties without KVM.
 
 use crate::common::{ScenarioOutput, run_scenario};
 

@@ -17,6 +17,8 @@ pub struct DataOp {
     pub opcode: u32,
     pub handle: u64,
     pub algo: u32,
+    /// Compression level (0 = the device's default).
+    pub level: u32,
     pub tag_len: u32,
     pub iv: [u8; 12],
     pub aad: Vec<u8>,
@@ -128,7 +130,7 @@ impl AccelDev {
                     flags: 0,
                     handle: o.handle,
                     algo: o.algo,
-                    level: 0,
+                    level: o.level,
                     tag_len: o.tag_len,
                     aad_len: o.aad.len() as u32,
                     aad: o.aad.as_ptr() as u64,

@@ -1,5 +1,6 @@
 //! accel-tool: the guest-side tool for the virtio-accel device (static binary in the guest
-//! image). `info`, `stats`, `selftest`, `bench`, `kcomp`, the full-offload IPsec `gateway`, and
+//! image). `info`, `stats`, `selftest`, `bench`, `kcomp`, the sharing-test
+//! load/latency/handle commands, the full-offload IPsec `gateway`, and
 //! `esp-inject` (a test helper for the peer side); see `accel-tool help`.
 
 mod afalg;
@@ -9,6 +10,7 @@ mod gateway;
 mod inject;
 mod netio;
 mod selftest;
+mod share;
 mod skcipher;
 mod uapi;
 mod util;
@@ -42,6 +44,18 @@ const USAGE: &str = "usage: accel-tool [-d N] COMMAND
           [--timeout-ms T]
                         (peer side, for tests) re-send the next ESP frame sent to A on IF,
                         unchanged or with one ciphertext byte flipped, to MAC
+  load [--op deflate|gcm] [--size N] [--threads T] [--batch B] [--secs S] [--level 1-9]
+                        (sharing tests) T threads keep a batch of B requests in flight for S s
+                        (default deflate 65536 B, 1 thread, batch 8, 10 s); every answer is
+                        compared with a device-verified reference. Prints LOAD_DONE ok= wrong=
+  latency [--op gcm|deflate] [--size N] [--secs S] [--window-ms W]
+                        one request at a time (default gcm 1024 B, 10 s), answers checked;
+                        prints LATENCY n= p50_us= p90_us= p99_us= max_us=, and every W ms
+                        LATWIN n= h=i:count,... (bucket i: 50 us x 1.15^i and up)
+  hold-session SECS     creates a session, prints HELD_HANDLE=, checks it still works after SECS
+  probe-handles TENANTS LOW
+                        uses every other tenant's handle (tenant << 32 | 1..LOW, tenants 1..TENANTS):
+                        each must get NO_SESSION and be impossible to destroy
 options: -d N selects /dev/virtio-accelN (default 0)";
 
 fn info(index: u32) -> std::io::Result<()> {
@@ -193,6 +207,40 @@ fn skcipher_kat(args: &[String]) -> Result<bool, String> {
     skcipher::kat(&name, &driver, &reference).map_err(|e| e.to_string())
 }
 
+/// The sharing commands: exit 1 when a check failed, 2 on bad usage.
+fn share_cmd(index: u32, cmd: &str, rest: &[String]) -> ExitCode {
+    let num = |i: usize| rest.get(i).and_then(|s| s.parse::<u64>().ok());
+    let r = match cmd {
+        "load" | "latency" => match share::ShareOpts::parse(rest, cmd == "latency") {
+            Ok(o) if cmd == "load" => share::load(index, &o),
+            Ok(o) => share::latency(index, &o),
+            Err(e) => {
+                eprintln!("accel-tool: {e}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
+        "hold-session" if rest.len() == 1 && num(0).is_some() => {
+            share::hold_session(index, num(0).unwrap_or(0))
+        }
+        "probe-handles" if rest.len() == 2 && num(0).is_some() && num(1).is_some() => {
+            let n = |i| num(i).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+            share::probe_handles(index, n(0), n(1))
+        }
+        _ => {
+            eprintln!("accel-tool: bad arguments for {cmd}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("accel-tool: {cmd}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut index = 0;
@@ -250,6 +298,9 @@ fn main() -> ExitCode {
             }
         },
         "smoke" => selftest::smoke(index),
+        "load" | "latency" | "hold-session" | "probe-handles" => {
+            return share_cmd(index, &cmd, rest);
+        }
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())

@@ -16,8 +16,8 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::Accel;
 use super::protocol::{
-    CRYPTO_AES_GCM, CTRL_CREATE_SESSION, CTRL_DESTROY_SESSION, CryptoKey, CtrlHandle, CtrlHdr,
-    CtrlResp, DataHdr, DataResp, IV_LEN, OP_DECRYPT, OP_ENCRYPT, Status,
+    COMP_DEFLATE, CRYPTO_AES_GCM, CTRL_CREATE_SESSION, CTRL_DESTROY_SESSION, CryptoKey, CtrlHandle,
+    CtrlHdr, CtrlResp, DataHdr, DataResp, IV_LEN, OP_COMPRESS, OP_DECRYPT, OP_ENCRYPT, Status,
 };
 use crate::virtio::{
     ActivatedQueue, ActivationContext, DeviceHandler, InterruptKind, VIRTIO_F_VERSION_1,
@@ -357,11 +357,34 @@ impl MockAccelDriver {
             ..Default::default()
         };
         hdr.iv[..12].copy_from_slice(&iv);
+        self.submit_data(&hdr, aad, src, src.len() + 16)
+    }
+
+    /// Queues a deflate compression of `src` (output room `out_cap`) on the first data queue,
+    /// which must be a compression queue (a device built with `crypto_queues: 0`); `None`
+    /// when full.
+    pub fn submit_compress(&mut self, src: &[u8], out_cap: usize) -> Option<u64> {
+        assert!(src.len() <= MOCK_MAX_DATA && out_cap <= MOCK_MAX_DATA + 1024);
+        let hdr = DataHdr {
+            opcode: Le32::from(OP_COMPRESS),
+            algo: Le32::from(COMP_DEFLATE),
+            src_len: Le32::from(src.len() as u32),
+            ..Default::default()
+        };
+        self.submit_data(&hdr, &[], src, out_cap)
+    }
+
+    fn submit_data(
+        &mut self,
+        hdr: &DataHdr,
+        aad: &[u8],
+        src: &[u8],
+        out_cap: usize,
+    ) -> Option<u64> {
         let mut req = Vec::with_capacity(64 + aad.len() + src.len());
         req.extend_from_slice(hdr.as_slice());
         req.extend_from_slice(aad);
         req.extend_from_slice(src);
-        let out_cap = src.len() + 16;
         let slot = Self::post(
             &self.mem,
             &mut self.data,
