@@ -63,5 +63,5 @@ step "images" images/build.sh
 step "cargo build --release" cargo build --release --workspace --all-targets
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-step "cargo test --release" cargo test --workspace --release
+step "cargo test --release" cargo test --workspace --release --no-fail-fast
 printf '\n==> all passed in %d s\n' "$(($(date +%s) - TOTAL_START))"

@@ -165,13 +165,14 @@ host_watchdog() {
 }
 "#;
 
-/// The kernel command line holds at most 2047 bytes: each guest script travels gzipped (the
-/// test host's busybox compresses it, the guest's decompresses it).
+/// The kernel command line holds at most 2047 bytes: each guest script travels without its
+/// comments and indentation, gzipped (the test host's busybox compresses it, the guest's
+/// decompresses it).
 fn scenario(boots: &[(&str, &str)]) -> String {
     let run = |name: &str, cmd: &str| {
         format!(
             "cat >/tmp/{name}.sh <<'GUEST_SCRIPT_END'\n{SELFTEST_FN}{cmd}\nGUEST_SCRIPT_END\n\
-             z=$(gzip -9 </tmp/{name}.sh | base64 | tr -d '\\n')\n\
+             z=$(sed -e 's/^[[:space:]]*//' -e '/^#/d' /tmp/{name}.sh | gzip -9 | base64 | tr -d '\\n')\n\
              : >/tmp/{name}.out\n\
              host_watchdog /tmp/{name}.out /tmp/{name}.sock & wd=$!\n\
              {{ accelvm run --kernel \"$ACCELVM_GUEST_KERNEL\" --initrd \"$ACCELVM_GUEST_INITRD\" \
