@@ -25,7 +25,9 @@
 //! - "MB/s/core": bytes per worker on-CPU second, i.e. what one worker does per core it gets:
 //!   the accelerator's efficiency, independent of how many cores the rest of the machine left
 //!   it.
-//! - "gen cores": cores used by the generators' load and device threads.
+//! - "gen cores": cores used by the generators' load and device threads; "dev wake": times
+//!   per request a device's event-loop thread went to sleep and had to be woken again (each
+//!   wakeup costs the waker, often the worker, a futex/eventfd syscall and an IPI).
 //!
 //! Software workers are CPU threads: on a machine with few cores, workers plus generators
 //! compete for the same cores (2 workers on 2 cores can only get what the 1-6 generator
@@ -35,7 +37,8 @@
 //!
 //! Run: `cargo bench --bench sharing` (env `SHARING_BENCH_SECS`, default 3 s per point;
 //! `SHARING_BENCH_ROUNDS`, default 3; `SHARING_BENCH_WORKERS` overrides the worker count
-//! of every row).
+//! of every row; `SHARING_BENCH_ONLY` keeps the rows whose "label size" contains it, e.g.
+//! "Gcm/1w 16384").
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -156,9 +159,21 @@ fn load(mut v: MockAccelDriver, size: usize, work: Work, stop: Arc<AtomicBool>) 
     }
 }
 
-/// On-CPU and runqueue-wait nanoseconds of each thread of this process, by tid, with the
-/// thread's name (`/proc/self/task/*/schedstat`).
-fn thread_times() -> HashMap<u32, (String, u64, u64)> {
+/// What the kernel says about one thread.
+#[derive(Clone, Debug, Default)]
+struct ThreadTimes {
+    name: String,
+    /// Nanoseconds on a CPU.
+    on: u64,
+    /// Nanoseconds runnable but waiting for a CPU.
+    wait: u64,
+    /// Times it went to sleep (voluntary context switches).
+    sleeps: u64,
+}
+
+/// [`ThreadTimes`] of each thread of this process, by tid (`/proc/self/task/*/schedstat`
+/// and `status`).
+fn thread_times() -> HashMap<u32, ThreadTimes> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
         return out;
@@ -174,7 +189,21 @@ fn thread_times() -> HashMap<u32, (String, u64, u64)> {
             .split_whitespace()
             .map(|x| x.parse::<u64>().unwrap_or(0));
         let (on, wait) = (f.next().unwrap_or(0), f.next().unwrap_or(0));
-        out.insert(tid, (comm.trim().to_string(), on, wait));
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        let sleeps = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        out.insert(
+            tid,
+            ThreadTimes {
+                name: comm.trim().to_string(),
+                on,
+                wait,
+                sleeps,
+            },
+        );
     }
     out
 }
@@ -196,6 +225,9 @@ struct Point {
     per_core: f64,
     /// Cores used by the load and device threads.
     gen_cores: f64,
+    /// Times the devices' event-loop threads went to sleep (and so had to be woken) per
+    /// request.
+    dev_wakeups: f64,
     /// Load average (1 min) when the point ended.
     load: String,
 }
@@ -241,17 +273,20 @@ fn aggregate(n: usize, size: usize, work: Work, secs: f64, workers: usize) -> Po
         t.join().unwrap();
     }
     let main_tid = std::process::id();
-    let (mut wk_on, mut wk_wait, mut gen_on) = (0u64, 0u64, 0u64);
-    for (tid, (name, on, wait)) in &cpu1 {
-        let Some((_, on0, wait0)) = cpu0.get(tid) else {
+    let (mut wk_on, mut wk_wait, mut gen_on, mut dev_sleeps) = (0u64, 0u64, 0u64, 0u64);
+    for (tid, t1) in &cpu1 {
+        let Some(t0) = cpu0.get(tid) else {
             continue;
         };
-        let (on, wait) = (on.saturating_sub(*on0), wait.saturating_sub(*wait0));
-        if name.starts_with("accel-bench") {
+        let on = t1.on.saturating_sub(t0.on);
+        if t1.name.starts_with("accel-bench") {
             wk_on += on;
-            wk_wait += wait;
+            wk_wait += t1.wait.saturating_sub(t0.wait);
         } else if *tid != main_tid {
             gen_on += on;
+        }
+        if t1.name.starts_with("mock-accel") {
+            dev_sleeps += t1.sleeps.saturating_sub(t0.sleeps);
         }
     }
     let per: Vec<f64> = before
@@ -263,6 +298,7 @@ fn aggregate(n: usize, size: usize, work: Work, secs: f64, workers: usize) -> Po
         })
         .collect();
     let bytes = (after.total.bytes - before.total.bytes) as f64;
+    let requests = (after.total.requests - before.total.requests).max(1);
     let worker_ns = workers as f64 * elapsed * 1e9;
     Point {
         agg: bytes / elapsed / 1e6,
@@ -272,6 +308,7 @@ fn aggregate(n: usize, size: usize, work: Work, secs: f64, workers: usize) -> Po
         wk_wait: wk_wait as f64 / worker_ns,
         per_core: bytes / (wk_on.max(1) as f64 / 1e9) / 1e6,
         gen_cores: gen_on as f64 / (elapsed * 1e9),
+        dev_wakeups: dev_sleeps as f64 / requests as f64,
         load: loadavg(),
     }
 }
@@ -302,7 +339,7 @@ fn pct(x: f64) -> String {
 fn print_point(row: &Row, n: usize, p: &Point, one: f64) {
     let per: Vec<String> = p.per.iter().map(|x| format!("{x:.0}")).collect();
     println!(
-        "{:>10} {:>6} {:>3} {:>8.1} {:>6.2} {:>7} {:>6} {:>7} {:>7} {:>9.0} {:>9.2} {:>16} {:>5}",
+        "{:>10} {:>6} {:>3} {:>8.1} {:>6.2} {:>7} {:>6} {:>7} {:>7} {:>9.0} {:>9.2} {:>8.2} {:>16} {:>5}",
         row.label(),
         row.size,
         n,
@@ -314,6 +351,7 @@ fn print_point(row: &Row, n: usize, p: &Point, one: f64) {
         pct(p.wk_idle()),
         p.per_core,
         p.gen_cores,
+        p.dev_wakeups,
         per.join("/"),
         p.load
     );
@@ -346,6 +384,12 @@ fn main() {
             size: 64 << 10,
             workers: workers(1),
         },
+        // Small requests: per-request costs (dispatch, wakeups, copies) dominate.
+        Row {
+            work: Work::Gcm,
+            size: 1 << 10,
+            workers: workers(1),
+        },
     ];
     println!(
         "one software accelerator shared by 1-3 VMs ({IN_FLIGHT} requests in flight each), \
@@ -354,7 +398,7 @@ fn main() {
         loadavg()
     );
     let header = format!(
-        "{:>10} {:>6} {:>3} {:>8} {:>6} {:>7} {:>6} {:>7} {:>7} {:>9} {:>9} {:>16} {:>5}",
+        "{:>10} {:>6} {:>3} {:>8} {:>6} {:>7} {:>6} {:>7} {:>7} {:>9} {:>9} {:>8} {:>16} {:>5}",
         "work",
         "size",
         "VMs",
@@ -366,10 +410,17 @@ fn main() {
         "wk idle",
         "MB/s/core",
         "gen cores",
+        "dev wake",
         "per VM MB/s",
         "load"
     );
     println!("{header}");
+    // Rows whose label and size contain this string (e.g. "Gcm/1w 16384"), all by default.
+    let only = std::env::var("SHARING_BENCH_ONLY").unwrap_or_default();
+    let rows: Vec<Row> = rows
+        .into_iter()
+        .filter(|r| format!("{} {}", r.label(), r.size).contains(&only))
+        .collect();
     // points[row][n - 1][round]
     let mut points = vec![vec![Vec::<Point>::new(); 3]; rows.len()];
     for round in 0..rounds {
