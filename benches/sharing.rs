@@ -38,7 +38,8 @@
 //! Run: `cargo bench --bench sharing` (env `SHARING_BENCH_SECS`, default 3 s per point;
 //! `SHARING_BENCH_ROUNDS`, default 3; `SHARING_BENCH_WORKERS` overrides the worker count
 //! of every row; `SHARING_BENCH_ONLY` keeps the rows whose "label size" contains it, e.g.
-//! "Gcm/1w 16384").
+//! "Gcm/1w 16384"; `SHARING_BENCH_IN_FLIGHT`, requests each VM keeps in flight, default and
+//! at most 128).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ use accelvm_devices::virtio::accel::mock_vm::MockAccelDriver;
 use accelvm_devices::virtio::accel::protocol::Status;
 use accelvm_devices::virtio::accel::{Accel, AccelConfig, Accelerator, SoftwareAccelerator};
 
-/// Requests each VM keeps in flight.
+/// Requests each VM keeps in flight by default (the mock driver's ring holds 128).
 const IN_FLIGHT: usize = 128;
 /// A row is "saturated" when a request was waiting at the accelerator in this share of
 /// samples.
@@ -134,7 +135,7 @@ fn text(size: usize) -> Vec<u8> {
     v
 }
 
-fn load(mut v: MockAccelDriver, size: usize, work: Work, stop: Arc<AtomicBool>) {
+fn load(mut v: MockAccelDriver, size: usize, work: Work, in_flight: usize, stop: Arc<AtomicBool>) {
     let h = if work == Work::Gcm {
         let (st, h) = v.create_session(&[0x11; 32]);
         assert_eq!(st, Status::Ok as u32);
@@ -146,7 +147,7 @@ fn load(mut v: MockAccelDriver, size: usize, work: Work, stop: Arc<AtomicBool>) 
     v.set_read_output(std::env::var_os("SHARING_BENCH_READ_OUTPUT").is_some());
     let payload = text(size);
     while !stop.load(Ordering::Relaxed) || v.outstanding() > 0 {
-        while !stop.load(Ordering::Relaxed) && v.outstanding() < IN_FLIGHT && v.free_slots() > 0 {
+        while !stop.load(Ordering::Relaxed) && v.outstanding() < in_flight && v.free_slots() > 0 {
             match work {
                 Work::Gcm => v.submit_aead(true, h, [1; 12], &[], &payload),
                 Work::Deflate => v.submit_compress(&payload, size + 1024),
@@ -242,6 +243,7 @@ impl Point {
 
 /// Measures `n` VMs for `secs` after a warm-up.
 fn aggregate(n: usize, size: usize, work: Work, secs: f64, workers: usize) -> Point {
+    let in_flight = env_or("SHARING_BENCH_IN_FLIGHT", IN_FLIGHT);
     let acc = accelerator(workers);
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..n)
@@ -250,7 +252,7 @@ fn aggregate(n: usize, size: usize, work: Work, secs: f64, workers: usize) -> Po
             let stop = stop.clone();
             thread::Builder::new()
                 .name(format!("load-vm{i}"))
-                .spawn(move || load(v, size, work, stop))
+                .spawn(move || load(v, size, work, in_flight, stop))
                 .unwrap()
         })
         .collect();
@@ -392,8 +394,9 @@ fn main() {
         },
     ];
     println!(
-        "one software accelerator shared by 1-3 VMs ({IN_FLIGHT} requests in flight each), \
+        "one software accelerator shared by 1-3 VMs ({} requests in flight each), \
          {secs} s per point, {rounds} interleaved rounds, {} CPUs, load average {}",
+        env_or("SHARING_BENCH_IN_FLIGHT", IN_FLIGHT),
         thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg()
     );
