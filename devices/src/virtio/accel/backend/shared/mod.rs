@@ -111,6 +111,9 @@ struct State {
     names: BTreeMap<TenantId, String>,
     next_tenant: TenantId,
     stopping: bool,
+    /// Workers waiting on the condvar: only then is a wakeup worth a futex syscall (on the
+    /// submitting device thread and on every completion).
+    idle: u32,
 }
 
 struct Inner {
@@ -183,6 +186,7 @@ impl SharedAccelerator {
                 names: BTreeMap::new(),
                 next_tenant: 1,
                 stopping: false,
+                idle: 0,
             }),
             cv: Condvar::new(),
         });
@@ -324,8 +328,11 @@ impl Accelerator for TenantHandle {
         }
         match st.sched.push(self.id, (job, sink), cost, now) {
             Ok(()) => {
+                let wake = st.idle > 0;
                 drop(st);
-                self.inner.cv.notify_one();
+                if wake {
+                    self.inner.cv.notify_one();
+                }
                 Ok(())
             }
             Err(Refused::Busy((job, _))) => Err(SubmitError::Busy(Box::new(job))),
@@ -362,9 +369,15 @@ struct Tracked {
 impl CompletionSink for Tracked {
     fn complete(&self, result: JobResult) {
         let ok = result.status == Status::Ok;
-        self.inner.lock().sched.done(self.tenant, self.cost, ok);
+        let wake = {
+            let mut st = self.inner.lock();
+            st.sched.done(self.tenant, self.cost, ok);
+            st.idle > 0
+        };
         // A slot is free: a worker held back by capacity or an in-flight limit may go on.
-        self.inner.cv.notify_one();
+        if wake {
+            self.inner.cv.notify_one();
+        }
         self.sink.complete(result);
     }
 }
@@ -396,14 +409,18 @@ fn worker(inner: &Arc<Inner>) {
             }
             Next::WaitUntil(at) => {
                 let timeout = Duration::from_nanos(at.saturating_sub(now).max(1));
+                st.idle += 1;
                 st = inner
                     .cv
                     .wait_timeout(st, timeout)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                st.idle -= 1;
             }
             Next::Idle => {
+                st.idle += 1;
                 st = inner.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                st.idle -= 1;
             }
         }
     }
