@@ -20,14 +20,14 @@ mod control;
 use super::backend::{
     Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
 };
-use super::chain::{ChainError, SplitChain, WritableArea, split_chain};
+use super::chain::{ChainError, DirectIo, SplitChain, WritableArea, WriteGate, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
 use super::protocol::{
-    CryptoKey, DataHdr, DataResp, Status, VIRTIO_ACCEL_F_COMPRESSION, VIRTIO_ACCEL_F_CRYPTO,
-    VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
+    CryptoKey, DataHdr, DataResp, OP_ENCRYPT, REQ_F_STATELESS, Status, VIRTIO_ACCEL_F_COMPRESSION,
+    VIRTIO_ACCEL_F_CRYPTO, VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
 };
-use super::request::{DataOp, parse_data};
+use super::request::{DataOp, parse_data_sized};
 use super::session::{Tables, expand_key};
 use super::{OUTPUT_SLACK, QueueKind, QueueLayout};
 use crate::virtio::{ActivationContext, InterruptKind, VIRTIO_F_EVENT_IDX, VirtioInterrupt};
@@ -38,6 +38,10 @@ const POOL_MAX_BUFFERS: usize = 128;
 const POOL_MAX_BUFFER_BYTES: usize = 320 << 10;
 /// Spare capacity for an AEAD tag appended to the readable copy.
 const TAG_SLACK: usize = 16;
+/// Encrypt sources of at least this many bytes, in one descriptor, are read from and the
+/// ciphertext written to guest memory in place instead of through host copies: below it the
+/// copies cost less than setting that up.
+const DIRECT_MIN_BYTES: usize = 2048;
 
 /// Results handed back by the backend, plus the eventfd that wakes the event loop.
 struct Completions {
@@ -51,6 +55,20 @@ impl CompletionSink for Completions {
         done.push(result);
         // One wakeup per batch: the handler drains everything it finds.
         if done.len() == 1 {
+            let _ = self.evt.write(1);
+        }
+    }
+
+    fn complete_batch(&self, results: &mut Vec<JobResult>) {
+        if results.is_empty() {
+            return;
+        }
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let wake = done.is_empty();
+        done.append(results);
+        // A wakeup costs a syscall here and a context switch (an IPI when the event loop is
+        // idle on another CPU) there: one per batch, not one per job.
+        if wake {
             let _ = self.evt.write(1);
         }
     }
@@ -72,11 +90,15 @@ struct InFlight {
     area: WritableArea,
     bytes_in: u64,
     held: usize,
+    /// The job writes its output into `area` itself (`JobOp::EncryptDirect`).
+    direct: bool,
 }
 
 /// Runs one activated virtio-accel device on the VMM's event loop.
 pub struct AccelHandler<M> {
-    mem: M,
+    /// Shared with in-place jobs, which keep the memory mapped while they run.
+    mem: Arc<M>,
+    gate: WriteGate,
     queues: Vec<HQueue>,
     interrupt: Arc<dyn VirtioInterrupt>,
     state: Arc<Mutex<State>>,
@@ -100,7 +122,7 @@ pub struct AccelHandler<M> {
     acked: u64,
 }
 
-impl<M: GuestMemory + Send> AccelHandler<M> {
+impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: ActivationContext<M>,
@@ -132,8 +154,10 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 deferred: false,
             });
         }
+        let gate = state.lock().unwrap_or_else(|e| e.into_inner()).gate.clone();
         Ok(AccelHandler {
-            mem: ctx.mem,
+            mem: Arc::new(ctx.mem),
+            gate,
             queues,
             interrupt: ctx.interrupt,
             state,
@@ -187,7 +211,13 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         let max_readable = self.max_readable;
         let out_cap = self.max_data + OUTPUT_SLACK as usize;
         {
-            let (mem, q, pool) = (&self.mem, &mut self.queues[qpos], &mut self.pool);
+            let (mem, q, pool) = (&*self.mem, &mut self.queues[qpos], &mut self.pool);
+            // Data requests may leave a large source in guest memory (see `data`).
+            let defer = if q.kind == QueueKind::Control {
+                usize::MAX
+            } else {
+                DIRECT_MIN_BYTES
+            };
             // virtio 1.2 §2.7.10: suppress notifications while draining, then re-check.
             loop {
                 if q.queue.disable_notification(mem).is_err() {
@@ -199,9 +229,10 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                         break;
                     };
                     let buf = pool.pop().unwrap_or_default();
-                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable);
+                    let peek = size_of::<DataHdr>();
+                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable, defer, peek);
                     if let Ok(sc) = &r {
-                        let held = sc.readable.len() + sc.writable.len().min(out_cap);
+                        let held = sc.readable_len() + sc.writable.len().min(out_cap);
                         budget = budget.saturating_sub(held.max(1));
                     }
                     batch.push(r);
@@ -228,27 +259,28 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                     QueueKind::Control => self.control(qpos, sc, tables),
                     kind => self.data(qpos, kind, sc, tables),
                 },
-                Err((head, err, buf)) => {
-                    let m = &self.metrics;
-                    match err {
-                        ChainError::ReadableAfterWritable => &m.bad_direction,
-                        ChainError::TooManySegments | ChainError::ReadableTooLong(_) => {
-                            &m.chain_too_long
-                        }
-                        _ => &m.bad_address,
-                    }
-                    .fetch_add(1, Ordering::Relaxed);
-                    log::debug!("virtio-accel: dropping chain {head}: {err}");
-                    self.recycle(buf);
-                    self.add_used(qpos, head, 0);
-                }
+                Err((head, err, buf)) => self.drop_chain(qpos, head, err, buf),
             }
         }
     }
 
+    /// Answers a chain that cannot carry a request with an empty used entry.
+    fn drop_chain(&mut self, qpos: usize, head: u16, err: ChainError, buf: Vec<u8>) {
+        let m = &self.metrics;
+        match err {
+            ChainError::ReadableAfterWritable => &m.bad_direction,
+            ChainError::TooManySegments | ChainError::ReadableTooLong(_) => &m.chain_too_long,
+            _ => &m.bad_address,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        log::debug!("virtio-accel: dropping chain {head}: {err}");
+        self.recycle(buf);
+        self.add_used(qpos, head, 0);
+    }
+
     fn add_used(&mut self, qpos: usize, head: u16, len: u32) {
         let q = &mut self.queues[qpos];
-        if q.queue.add_used(&self.mem, head, len).is_err() {
+        if q.queue.add_used(&*self.mem, head, len).is_err() {
             self.metrics.add_used_failed.fetch_add(1, Ordering::Relaxed);
             q.broken = true;
         }
@@ -271,7 +303,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         };
         let trailer = size_of::<DataResp>();
         let used = if area
-            .write_at(&self.mem, area.len() - trailer, resp.as_slice())
+            .write_at(&*self.mem, area.len() - trailer, resp.as_slice())
             .is_ok()
         {
             trailer as u32
@@ -297,7 +329,8 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         if self.acked & (1 << feature) == 0 {
             return Err(Status::NotSupp);
         }
-        let req = parse_data(&sc.readable, kind, self.max_data).map_err(|e| e.status())?;
+        let req = parse_data_sized(&sc.readable, sc.readable_len(), kind, self.max_data)
+            .map_err(|e| e.status())?;
         let op = match req.op {
             DataOp::Encrypt | DataOp::Decrypt => {
                 let key = match &req.key {
@@ -354,6 +387,42 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         Ok((op, req))
     }
 
+    /// For an encrypt request whose source fills the uncopied rest of its last readable
+    /// descriptor and whose output (ciphertext and tag) fits the first writable descriptor:
+    /// where the source starts and the output length. Only a shortcut: the request is still
+    /// fully validated by `build_op`.
+    fn direct_candidate(
+        &self,
+        kind: QueueKind,
+        sc: &SplitChain,
+        out_capacity: usize,
+    ) -> Option<(usize, usize)> {
+        if kind != QueueKind::Crypto {
+            return None;
+        }
+        let hdr = DataHdr::from_slice(sc.readable.get(..size_of::<DataHdr>())?)?;
+        if hdr.opcode.to_native() != OP_ENCRYPT {
+            return None;
+        }
+        let key = if hdr.flags.to_native() & REQ_F_STATELESS != 0 {
+            size_of::<CryptoKey>()
+        } else {
+            0
+        };
+        let src_start = size_of::<DataHdr>()
+            .checked_add(key)?
+            .checked_add(hdr.aad_len.to_native() as usize)?;
+        let src_len = hdr.src_len.to_native() as usize;
+        let out_len = src_len.checked_add(hdr.tag_len.to_native() as usize)?;
+        let (_, first_out) = sc.writable.first_segment()?;
+        let (_, uncopied) = sc.uncopied(src_start)?;
+        (src_len >= DIRECT_MIN_BYTES
+            && uncopied == src_len
+            && out_len <= out_capacity
+            && out_len <= first_out)
+            .then_some((src_start, out_len))
+    }
+
     fn data(&mut self, qpos: usize, kind: QueueKind, mut sc: SplitChain, tables: &Tables) {
         let trailer = size_of::<DataResp>();
         if sc.writable.len() < trailer {
@@ -364,11 +433,49 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             return self.add_used(qpos, sc.head, 0);
         }
         let out_capacity = (sc.writable.len() - trailer).min(self.max_data + OUTPUT_SLACK as usize);
-        let (op, req) = match self.build_op(kind, &mut sc, tables) {
+        // An encrypt whose source was left in guest memory runs in place; everything else
+        // (and an encrypt that does not qualify) gets the rest of its bytes copied now.
+        let mut io = None;
+        if let Some((src_start, out_len)) = self.direct_candidate(kind, &sc, out_capacity) {
+            let filled = sc.fill(&*self.mem, src_start);
+            if let (Ok(()), Some(src), Some((out, _))) =
+                (filled, sc.uncopied(src_start), sc.writable.first_segment())
+            {
+                io = DirectIo::new(
+                    self.mem.clone(),
+                    self.gate.clone(),
+                    self.epoch,
+                    src,
+                    (out, out_len),
+                );
+            }
+        }
+        if io.is_none()
+            && let Err(e) = sc.fill_all(&*self.mem)
+        {
+            return self.drop_chain(qpos, sc.head, e, sc.readable);
+        }
+        let (mut op, req) = match self.build_op(kind, &mut sc, tables) {
             Ok(x) => x,
             Err(status) => {
                 self.finish_now(qpos, sc.head, &sc.writable, status, 0);
                 return self.recycle(sc.readable);
+            }
+        };
+        let direct = match (op, io) {
+            (JobOp::Encrypt { key, iv, tag_len }, Some(io)) => {
+                op = JobOp::EncryptDirect {
+                    key,
+                    iv,
+                    tag_len,
+                    io: Box::new(io),
+                };
+                self.metrics.in_place.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            (other, _) => {
+                op = other;
+                false
             }
         };
         self.next_token += 1;
@@ -402,6 +509,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 area: sc.writable,
                 bytes_in,
                 held,
+                direct,
             },
         );
         let sink: Arc<dyn CompletionSink> = self.sink.clone();
@@ -438,17 +546,25 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             let mut len = r.needed;
             let mut used = trailer;
             if status == Status::Ok {
-                let out = &r.buf[r.out.clone()];
-                if f.area.write_at(&self.mem, 0, out).is_ok() {
-                    len = out.len() as u32;
-                    used += out.len();
+                // An in-place job already wrote its output; `out` is its guest extent.
+                let written = if f.direct {
+                    (r.out.end <= f.area.len()).then_some(r.out.len())
+                } else {
+                    r.buf
+                        .get(r.out.clone())
+                        .filter(|out| f.area.write_at(&*self.mem, 0, out).is_ok())
+                        .map(|out| out.len())
+                };
+                if let Some(n) = written {
+                    len = n as u32;
+                    used += n;
                     self.metrics.requests_ok.fetch_add(1, Ordering::Relaxed);
                     self.metrics
                         .bytes_in
                         .fetch_add(f.bytes_in, Ordering::Relaxed);
                     self.metrics
                         .bytes_out
-                        .fetch_add(out.len() as u64, Ordering::Relaxed);
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 } else {
                     // The output area was checked at parse time; only a memory change
                     // behind our back gets here.
@@ -463,7 +579,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 len: Le32::from(len),
             };
             if f.area
-                .write_at(&self.mem, f.area.len() - trailer, resp.as_slice())
+                .write_at(&*self.mem, f.area.len() - trailer, resp.as_slice())
                 .is_err()
             {
                 self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
@@ -482,7 +598,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 continue;
             }
             // virtio 1.2 §2.7.10: with EVENT_IDX only interrupt when the driver asked for it.
-            if q.queue.needs_notification(&self.mem).unwrap_or(true) {
+            if q.queue.needs_notification(&*self.mem).unwrap_or(true) {
                 self.metrics.interrupts.fetch_add(1, Ordering::Relaxed);
                 if self
                     .interrupt
@@ -545,7 +661,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
     }
 }
 
-impl<M: GuestMemory + Send> crate::virtio::DeviceHandler for AccelHandler<M> {
+impl<M: GuestMemory + Send + Sync + 'static> crate::virtio::DeviceHandler for AccelHandler<M> {
     fn fds(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self.queues.iter().map(|q| q.kick.as_raw_fd()).collect();
         fds.push(self.sink.evt.as_raw_fd());
