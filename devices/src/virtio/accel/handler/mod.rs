@@ -16,16 +16,19 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use zeroize::Zeroize;
 
 mod control;
+mod direct;
+
+use direct::DIRECT_MIN_BYTES;
 
 use super::backend::{
     Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
 };
-use super::chain::{ChainError, DirectIo, SplitChain, WritableArea, WriteGate, split_chain};
+use super::chain::{ChainError, SplitChain, WritableArea, WriteGate, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
 use super::protocol::{
-    CryptoKey, DataHdr, DataResp, OP_ENCRYPT, REQ_F_STATELESS, Status, VIRTIO_ACCEL_F_COMPRESSION,
-    VIRTIO_ACCEL_F_CRYPTO, VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
+    CryptoKey, DataHdr, DataResp, Status, VIRTIO_ACCEL_F_COMPRESSION, VIRTIO_ACCEL_F_CRYPTO,
+    VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
 };
 use super::request::{DataOp, parse_data_sized};
 use super::session::{Tables, expand_key};
@@ -38,10 +41,6 @@ const POOL_MAX_BUFFERS: usize = 128;
 const POOL_MAX_BUFFER_BYTES: usize = 320 << 10;
 /// Spare capacity for an AEAD tag appended to the readable copy.
 const TAG_SLACK: usize = 16;
-/// Encrypt sources of at least this many bytes, in one descriptor, are read from and the
-/// ciphertext written to guest memory in place instead of through host copies: below it the
-/// copies cost less than setting that up.
-const DIRECT_MIN_BYTES: usize = 2048;
 
 /// Results handed back by the backend, plus the eventfd that wakes the event loop.
 struct Completions {
@@ -387,42 +386,6 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         Ok((op, req))
     }
 
-    /// For an encrypt request whose source fills the uncopied rest of its last readable
-    /// descriptor and whose output (ciphertext and tag) fits the first writable descriptor:
-    /// where the source starts and the output length. Only a shortcut: the request is still
-    /// fully validated by `build_op`.
-    fn direct_candidate(
-        &self,
-        kind: QueueKind,
-        sc: &SplitChain,
-        out_capacity: usize,
-    ) -> Option<(usize, usize)> {
-        if kind != QueueKind::Crypto {
-            return None;
-        }
-        let hdr = DataHdr::from_slice(sc.readable.get(..size_of::<DataHdr>())?)?;
-        if hdr.opcode.to_native() != OP_ENCRYPT {
-            return None;
-        }
-        let key = if hdr.flags.to_native() & REQ_F_STATELESS != 0 {
-            size_of::<CryptoKey>()
-        } else {
-            0
-        };
-        let src_start = size_of::<DataHdr>()
-            .checked_add(key)?
-            .checked_add(hdr.aad_len.to_native() as usize)?;
-        let src_len = hdr.src_len.to_native() as usize;
-        let out_len = src_len.checked_add(hdr.tag_len.to_native() as usize)?;
-        let (_, first_out) = sc.writable.first_segment()?;
-        let (_, uncopied) = sc.uncopied(src_start)?;
-        (src_len >= DIRECT_MIN_BYTES
-            && uncopied == src_len
-            && out_len <= out_capacity
-            && out_len <= first_out)
-            .then_some((src_start, out_len))
-    }
-
     fn data(&mut self, qpos: usize, kind: QueueKind, mut sc: SplitChain, tables: &Tables) {
         let trailer = size_of::<DataResp>();
         if sc.writable.len() < trailer {
@@ -435,21 +398,9 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         let out_capacity = (sc.writable.len() - trailer).min(self.max_data + OUTPUT_SLACK as usize);
         // An encrypt whose source was left in guest memory runs in place; everything else
         // (and an encrypt that does not qualify) gets the rest of its bytes copied now.
-        let mut io = None;
-        if let Some((src_start, out_len)) = self.direct_candidate(kind, &sc, out_capacity) {
-            let filled = sc.fill(&*self.mem, src_start);
-            if let (Ok(()), Some(src), Some((out, _))) =
-                (filled, sc.uncopied(src_start), sc.writable.first_segment())
-            {
-                io = DirectIo::new(
-                    self.mem.clone(),
-                    self.gate.clone(),
-                    self.epoch,
-                    src,
-                    (out, out_len),
-                );
-            }
-        }
+        // An encrypt whose source was left in guest memory runs in place; everything else
+        // (and an encrypt that does not qualify) gets the rest of its bytes copied now.
+        let mut io = self.in_place(kind, &mut sc, out_capacity);
         if io.is_none()
             && let Err(e) = sc.fill_all(&*self.mem)
         {
@@ -462,27 +413,15 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                 return self.recycle(sc.readable);
             }
         };
-        let direct = match (op, io) {
-            (JobOp::Encrypt { key, iv, tag_len }, Some(io)) => {
-                op = JobOp::EncryptDirect {
-                    key,
-                    iv,
-                    tag_len,
-                    io: Box::new(io),
-                };
-                self.metrics.in_place.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            (other, _) => {
-                op = other;
-                false
-            }
-        };
+        let direct = self.make_direct(&mut op, &mut io);
         self.next_token += 1;
         let token = self.next_token;
         // AEAD works in place; only compression and ESP write into a second buffer. Handing a
         // pooled buffer to an in-place job would cost the next request a fresh allocation.
-        let in_place = matches!(op, JobOp::Encrypt { .. } | JobOp::Decrypt { .. });
+        let in_place = matches!(
+            op,
+            JobOp::Encrypt { .. } | JobOp::Decrypt { .. } | JobOp::EncryptDirect { .. }
+        );
         let spare = if in_place {
             Vec::new()
         } else {
