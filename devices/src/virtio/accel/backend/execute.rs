@@ -90,6 +90,24 @@ pub fn execute(mut job: Job) -> JobResult {
             };
             r.map(|n| (true, 0..n)).map_err(comp_status)
         }
+        JobOp::CompressDirect { algo, level, io } => {
+            let bound = lz4_flex::block::get_maximum_output_size(src.len());
+            if *algo != COMP_LZ4 || *level != 0 || io.src_len() != src.len() {
+                Err((Status::NotSupp, 0))
+            } else if bound > cap.min(io.out_len()) {
+                Err((Status::OutputTooSmall, bound as u32))
+            } else {
+                // With room for the worst case LZ4 cannot fail, so no partial output can
+                // reach the guest on an error.
+                let mut r = Err(CompressError::OutputTooSmall(Some(bound)));
+                let io_result = io.with(&mut |input, out| r = compress::lz4_compress(input, out));
+                match (io_result, r) {
+                    (Ok(()), Ok(n)) => Ok((false, 0..n)),
+                    (Ok(()), Err(e)) => Err(comp_status(e)),
+                    (Err(_), _) => Err((Status::Err, 0)),
+                }
+            }
+        }
         JobOp::Decompress { algo } => {
             let out = spare_of(&mut job.spare, cap);
             let input = &job.buf[src.clone()];

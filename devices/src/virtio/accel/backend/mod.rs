@@ -86,6 +86,18 @@ pub enum JobOp {
         /// The guest source and output areas.
         io: Box<dyn GuestBuffers>,
     },
+    /// Compress straight from guest memory into guest memory, like
+    /// [`EncryptDirect`](JobOp::EncryptDirect) (same `buf`/`src`/`out` conventions). Only
+    /// for outputs that cannot fail midway (LZ4 with room for its worst case): the spec
+    /// forbids output bytes on an error status.
+    CompressDirect {
+        /// Algorithm.
+        algo: u32,
+        /// Level.
+        level: u32,
+        /// The guest source and output areas.
+        io: Box<dyn GuestBuffers>,
+    },
     /// ESP-encapsulate an inner packet with an outbound SA.
     EspEncap(Arc<Mutex<EspSa>>),
     /// Verify and decapsulate an ESP packet with an inbound SA.

@@ -89,7 +89,7 @@ struct InFlight {
     area: WritableArea,
     bytes_in: u64,
     held: usize,
-    /// The job writes its output into `area` itself (`JobOp::EncryptDirect`).
+    /// The job writes its output into `area` itself (`JobOp::EncryptDirect` and co).
     direct: bool,
 }
 
@@ -396,10 +396,10 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             return self.add_used(qpos, sc.head, 0);
         }
         let out_capacity = (sc.writable.len() - trailer).min(self.max_data + OUTPUT_SLACK as usize);
-        // An encrypt whose source was left in guest memory runs in place; everything else
-        // (and an encrypt that does not qualify) gets the rest of its bytes copied now.
-        // An encrypt whose source was left in guest memory runs in place; everything else
-        // (and an encrypt that does not qualify) gets the rest of its bytes copied now.
+        // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
+        // everything else (and one that does not qualify) gets the rest of its bytes copied.
+        // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
+        // everything else (and one that does not qualify) gets the rest of its bytes copied.
         let mut io = self.in_place(kind, &mut sc, out_capacity);
         if io.is_none()
             && let Err(e) = sc.fill_all(&*self.mem)
@@ -420,7 +420,10 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         // pooled buffer to an in-place job would cost the next request a fresh allocation.
         let in_place = matches!(
             op,
-            JobOp::Encrypt { .. } | JobOp::Decrypt { .. } | JobOp::EncryptDirect { .. }
+            JobOp::Encrypt { .. }
+                | JobOp::Decrypt { .. }
+                | JobOp::EncryptDirect { .. }
+                | JobOp::CompressDirect { .. }
         );
         let spare = if in_place {
             Vec::new()

@@ -102,6 +102,34 @@ fn output_aliasing_the_source_is_handled() {
     }
 }
 
+/// LZ4 compression in place (output room for the worst case) and through the copy path
+/// (less room) give the same block, which decompresses to the source.
+#[test]
+fn lz4_compress_in_place_matches_copy_path() {
+    for workers in [0, 1] {
+        let mut h = Harness::new(workers);
+        let src: Vec<u8> = (0..30000u32)
+            .map(|i| b"in place lz4 "[i as usize % 13] ^ (i / 500) as u8)
+            .collect();
+        let req = comp_req(OP_COMPRESS, COMP_LZ4, 0, &src);
+        let bound = lz4_flex::block::get_maximum_output_size(src.len());
+        let d = h.data(QueueKind::Compression, &req, bound);
+        assert_eq!(d.status, Status::Ok as u32);
+        let in_place = d.out[..d.len as usize].to_vec();
+        assert_eq!(h.dev.metrics().in_place.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            lz4_flex::block::decompress(&in_place, src.len()).unwrap(),
+            src
+        );
+        assert!(d.out[d.len as usize..].iter().all(|&b| b == POISON));
+        // Less than the worst case: copied, compressed aside, same bytes.
+        let d = h.data(QueueKind::Compression, &req, bound - 1);
+        assert_eq!(d.status, Status::Ok as u32);
+        assert_eq!(&d.out[..d.len as usize], &in_place[..]);
+        assert_eq!(h.dev.metrics().in_place.load(Ordering::Relaxed), 1);
+    }
+}
+
 /// An output area too small for ciphertext and tag is refused before anything is written.
 #[test]
 fn in_place_output_too_small_writes_nothing() {
