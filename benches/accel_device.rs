@@ -147,7 +147,10 @@ impl Rig {
         };
         let q = dev.layout().index(kind, 0);
         let data = payload(size);
-        let out_len = lz4_flex::block::get_maximum_output_size(size).max(size + 16) as u32;
+        // One writable descriptor: room for LZ4's worst case (what a driver that cannot
+        // predict the ratio allocates; it lets the device compress in place) and the trailer.
+        let out_len = (lz4_flex::block::get_maximum_output_size(size).max(size + 16)
+            + size_of::<DataResp>()) as u32;
         let stride = (2 * size as u64 + 4096).next_multiple_of(4096);
         let mut reqs = Vec::new();
         for i in 0..batch_size() as u64 {
