@@ -149,8 +149,11 @@ impl SplitChain {
             return Ok(());
         }
         self.readable.resize(have + n, 0);
-        mem.read_slice(&mut self.readable[have..], tail.addr)
-            .map_err(ChainError::Memory)?;
+        if let Err(e) = mem.read_slice(&mut self.readable[have..], tail.addr) {
+            // Keep `readable` and `tail` adjacent, so a retry reads the same bytes again.
+            self.readable.truncate(have);
+            return Err(ChainError::Memory(e));
+        }
         self.tail = (n < tail.len).then(|| Segment {
             addr: tail.addr.unchecked_add(n as u64),
             len: tail.len - n,
@@ -349,21 +352,25 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
         let mut copy = Vec::new();
         // SAFETY: `out` is a bounds-checked slice of one mapped guest region of `out.len()`
         // bytes that stays mapped while `self.mem` (an `Arc` of the memory the handler uses)
-        // lives, i.e. for the whole call. The guest may write these bytes concurrently (it
-        // owns them); that can only change the guest's own output, which the device never
-        // reads back or trusts, and u8 has no invalid values. No other host reference to
-        // them exists: the source is distinct (checked above) and the event loop does not
-        // touch a request's output area while its job is in flight; `reset()` waits on the
-        // gate we hold.
+        // lives, i.e. for the whole call, and `reset()` waits on the gate we hold, so the
+        // bytes still belong to this request's guest buffers. The source is distinct from it
+        // (checked above) and the event loop does not touch a request's output area while
+        // its job is in flight. What the host cannot exclude is the guest itself writing
+        // these bytes meanwhile, from a vCPU or by naming them in another in-flight request
+        // (guest memory is shared with the guest by nature; every VMM that hands guest
+        // buffers to host code has this). That can only garble this guest's own results:
+        // the bytes are plain `u8` with no invalid values, the code that runs on them (the
+        // RustCrypto AES-GCM and safe-Rust lz4_flex) takes every length and bound from the
+        // slice lengths, never from the data, and the device never reads the output back.
         let dst = unsafe { std::slice::from_raw_parts_mut(op, out.len()) };
         let input: &[u8] = if overlap {
             copy.resize(src.len(), 0);
             src.copy_to(&mut copy[..]);
             &copy
         } else {
-            // SAFETY: as for `dst`: a bounds-checked, mapped guest range of `src.len()`
-            // bytes, not overlapping `dst`, only read by the host; concurrent guest writes
-            // only change the guest's own result.
+            // SAFETY: as for `dst`: a bounds-checked guest range of `src.len()` bytes,
+            // mapped for the call, not overlapping `dst`, only read here; concurrent guest
+            // writes can only change the guest's own result.
             unsafe { std::slice::from_raw_parts(sp, src.len()) }
         };
         f(input, dst);
