@@ -5,6 +5,7 @@
 //! called from backend worker threads.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -73,6 +74,29 @@ impl CompletionSink for Completions {
     }
 }
 
+/// Hashes the in-flight table's keys: tokens the device numbers itself (the guest cannot
+/// choose them, so no flooding), for which SipHash costs more than the lookup it serves.
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: sequential tokens spread over all bits (hashbrown uses the
+        // top ones as tags, the low ones as bucket index).
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 struct HQueue {
     index: u16,
     kind: QueueKind,
@@ -108,7 +132,7 @@ pub struct AccelHandler<M> {
     layout: QueueLayout,
     sink: Arc<Completions>,
     scratch: Vec<JobResult>,
-    inflight: HashMap<u64, InFlight>,
+    inflight: HashMap<u64, InFlight, BuildHasherDefault<TokenHasher>>,
     next_token: u64,
     pool: Vec<Vec<u8>>,
     metrics: Arc<AccelMetrics>,
@@ -170,7 +194,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                 evt: EventFd::new(EFD_NONBLOCK)?,
             }),
             scratch: Vec::new(),
-            inflight: HashMap::new(),
+            inflight: HashMap::default(),
             next_token: 0,
             pool: Vec::new(),
             metrics,
