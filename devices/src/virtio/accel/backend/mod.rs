@@ -1,7 +1,9 @@
 //! The accelerator backend: what a virtio-accel device hands its work to.
 //!
 //! The device parses a request, turns it into a [`Job`] that owns its bytes (no guest memory
-//! references), and submits it with a [`CompletionSink`]. A backend may run the job anywhere
+//! references, except the request's own source and output areas for the in-place operations
+//! [`JobOp::EncryptDirect`] and [`JobOp::CompressDirect`], behind [`GuestBuffers`]), and
+//! submits it with a [`CompletionSink`]. A backend may run the job anywhere
 //! (worker threads, hardware, a scheduler shared by several VMs keyed on [`Job::tenant`] and
 //! [`Job::cost`]) and later calls the sink exactly once with a [`JobResult`].
 
