@@ -270,8 +270,7 @@ pub struct DirectIo<M> {
     mem: Arc<M>,
     gate: WriteGate,
     epoch: u64,
-    /// `None`: the job brings its own (host) input and only writes the guest.
-    src: Option<Segment>,
+    src: Segment,
     out: Segment,
 }
 
@@ -285,27 +284,29 @@ impl<M> std::fmt::Debug for DirectIo<M> {
 }
 
 impl<M: GuestMemory> DirectIo<M> {
-    /// Source `src` (if the input comes from the guest) and output `out` (address, length);
-    /// `None` unless each lies in one region of `mem` (checked again when the job runs).
+    /// Source `src` and output `out` (address, length); `None` unless each lies in one
+    /// region of `mem` (checked again when the job runs).
     pub fn new(
         mem: Arc<M>,
         gate: WriteGate,
         epoch: u64,
-        src: Option<(GuestAddress, usize)>,
+        src: (GuestAddress, usize),
         out: (GuestAddress, usize),
     ) -> Option<Self> {
         let io = DirectIo {
             mem,
             gate,
             epoch,
-            src: src.map(|(addr, len)| Segment { addr, len }),
+            src: Segment {
+                addr: src.0,
+                len: src.1,
+            },
             out: Segment {
                 addr: out.0,
                 len: out.1,
             },
         };
-        (io.src
-            .is_none_or(|s| io.slice(s, Permissions::Read).is_some())
+        (io.slice(io.src, Permissions::Read).is_some()
             && io.slice(io.out, Permissions::Write).is_some())
         .then_some(io)
     }
@@ -324,7 +325,7 @@ impl<M: GuestMemory> DirectIo<M> {
 
 impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
     fn src_len(&self) -> usize {
-        self.src.map_or(0, |s| s.len)
+        self.src.len
     }
 
     fn out_len(&self) -> usize {
@@ -336,46 +337,23 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
         if *gate != self.epoch {
             return Err(GuestIoError::Stale);
         }
+        let src = self
+            .slice(self.src, Permissions::Read)
+            .ok_or(GuestIoError::Unmapped)?;
         let out = self
             .slice(self.out, Permissions::Write)
             .ok_or(GuestIoError::Unmapped)?;
-        let src = match self.src {
-            Some(seg) => Some(
-                self.slice(seg, Permissions::Read)
-                    .ok_or(GuestIoError::Unmapped)?,
-            ),
-            None => None,
-        };
-        let og = out.ptr_guard_mut();
-        let op = og.as_ptr();
-        let sg = src.as_ref().map(|s| s.ptr_guard());
+        let (sg, og) = (src.ptr_guard(), out.ptr_guard_mut());
+        let (sp, op) = (sg.as_ptr(), og.as_ptr());
+        // The guest may pass overlapping (or aliased) source and output: a shared and a
+        // mutable reference to the same bytes must not exist, so the source is copied then.
+        let overlap = (sp as usize) < (op as usize).wrapping_add(out.len())
+            && (op as usize) < (sp as usize).wrapping_add(src.len());
         let mut copy = Vec::new();
-        let input: &[u8] = match (&src, &sg) {
-            (Some(src), Some(sg)) => {
-                let sp = sg.as_ptr();
-                // The guest may pass overlapping (or aliased) source and output: a shared and
-                // a mutable reference to the same bytes must not exist, so the source is
-                // copied (before the output reference is made) then.
-                let overlap = (sp as usize) < (op as usize).wrapping_add(out.len())
-                    && (op as usize) < (sp as usize).wrapping_add(src.len());
-                if overlap {
-                    copy.resize(src.len(), 0);
-                    src.copy_to(&mut copy[..]);
-                    &copy
-                } else {
-                    // SAFETY: as for `dst` below: a bounds-checked guest range of
-                    // `src.len()` bytes, mapped for the call, not overlapping `dst`, only
-                    // read here; concurrent guest writes can only change the guest's own
-                    // result.
-                    unsafe { std::slice::from_raw_parts(sp, src.len()) }
-                }
-            }
-            _ => &[],
-        };
         // SAFETY: `out` is a bounds-checked slice of one mapped guest region of `out.len()`
         // bytes that stays mapped while `self.mem` (an `Arc` of the memory the handler uses)
         // lives, i.e. for the whole call, and `reset()` waits on the gate we hold, so the
-        // bytes still belong to this request's guest buffers. The input is distinct from it
+        // bytes still belong to this request's guest buffers. The source is distinct from it
         // (checked above) and the event loop does not touch a request's output area while
         // its job is in flight. What the host cannot exclude is the guest itself writing
         // these bytes meanwhile, from a vCPU or by naming them in another in-flight request
@@ -385,6 +363,16 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
         // RustCrypto AES-GCM and safe-Rust lz4_flex) takes every length and bound from the
         // slice lengths, never from the data, and the device never reads the output back.
         let dst = unsafe { std::slice::from_raw_parts_mut(op, out.len()) };
+        let input: &[u8] = if overlap {
+            copy.resize(src.len(), 0);
+            src.copy_to(&mut copy[..]);
+            &copy
+        } else {
+            // SAFETY: as for `dst`: a bounds-checked guest range of `src.len()` bytes,
+            // mapped for the call, not overlapping `dst`, only read here; concurrent guest
+            // writes can only change the guest's own result.
+            unsafe { std::slice::from_raw_parts(sp, src.len()) }
+        };
         f(input, dst);
         // Dirty-page logging (live migration) sees the write, after it happened.
         out.bitmap().mark_dirty(0, out.len());

@@ -41,9 +41,7 @@ pub fn execute(mut job: Job) -> JobResult {
             io,
         } => {
             let needed = src.len() + tag_len;
-            if io.src_len() != src.len() {
-                Err((Status::Err, 0))
-            } else if needed > cap.min(io.out_len()) {
+            if needed > cap.min(io.out_len()) || io.src_len() != src.len() {
                 Err((Status::OutputTooSmall, needed as u32))
             } else {
                 let aad = &job.buf[job.aad.clone()];
@@ -61,35 +59,6 @@ pub fn execute(mut job: Job) -> JobResult {
                     (Ok(()), Ok(())) => Ok((false, 0..needed)),
                     (Ok(()), Err(e)) => Err((aead_status(e), 0)),
                     (Err(_), _) => Err((Status::Err, 0)),
-                }
-            }
-        }
-        JobOp::DecryptDirect {
-            key,
-            iv,
-            tag_len,
-            io,
-        } => {
-            if src.len() < *tag_len {
-                Err((Status::BadMsg, 0))
-            } else if io.src_len() != 0 {
-                Err((Status::Err, 0))
-            } else {
-                let plain = src.len() - tag_len;
-                if plain > cap.min(io.out_len()) {
-                    Err((Status::OutputTooSmall, plain as u32))
-                } else {
-                    let (ct, tag) = job.buf[src.clone()].split_at(plain);
-                    let aad = &job.buf[job.aad.clone()];
-                    let mut opened = Err(AeadError::ShortInput);
-                    let io_result = io.with(&mut |_, out| {
-                        opened = key.open_to(iv, aad, ct, tag, &mut out[..plain]);
-                    });
-                    match (io_result, opened) {
-                        (Ok(()), Ok(())) => Ok((false, 0..plain)),
-                        (Ok(()), Err(e)) => Err((aead_status(e), 0)),
-                        (Err(_), _) => Err((Status::Err, 0)),
-                    }
                 }
             }
         }

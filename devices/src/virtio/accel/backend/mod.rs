@@ -88,21 +88,6 @@ pub enum JobOp {
         /// The guest source and output areas.
         io: Box<dyn GuestBuffers>,
     },
-    /// AES-GCM open from the host copy of the request (`buf[src]`, ciphertext then tag) into
-    /// the guest's output area through `io` (which has no guest source): the tag is checked
-    /// over the host copy before any plaintext is written, so nothing unauthenticated is
-    /// released and the guest cannot change the ciphertext after the check. `out` as for
-    /// [`EncryptDirect`](JobOp::EncryptDirect).
-    DecryptDirect {
-        /// Expanded key.
-        key: Arc<AeadKey>,
-        /// 96-bit IV.
-        iv: [u8; 12],
-        /// Tag bytes at the end of the source.
-        tag_len: usize,
-        /// The guest output area.
-        io: Box<dyn GuestBuffers>,
-    },
     /// Compress straight from guest memory into guest memory, like
     /// [`EncryptDirect`](JobOp::EncryptDirect) (same `buf`/`src`/`out` conventions). Only
     /// for outputs that cannot fail midway (LZ4 with room for its worst case): the spec

@@ -10,7 +10,7 @@ use crate::virtio::accel::QueueKind;
 use crate::virtio::accel::backend::JobOp;
 use crate::virtio::accel::chain::{DirectIo, SplitChain};
 use crate::virtio::accel::protocol::{
-    COMP_LZ4, CryptoKey, DataHdr, OP_COMPRESS, OP_DECRYPT, OP_ENCRYPT, REQ_F_STATELESS,
+    COMP_LZ4, CryptoKey, DataHdr, OP_COMPRESS, OP_ENCRYPT, REQ_F_STATELESS,
 };
 
 /// Encrypt sources of at least this many bytes, in one descriptor, are read from and the
@@ -73,36 +73,8 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             self.mem.clone(),
             self.gate.clone(),
             self.epoch,
-            Some(src),
+            src,
             (out, out_len),
-        )
-    }
-
-    /// For a decrypt of at least [`DIRECT_MIN_BYTES`] whose plaintext fits the first
-    /// writable descriptor (the request is fully copied already): the guest output area its
-    /// job writes the plaintext to, after checking the tag over the host copy.
-    pub(super) fn decrypt_to_guest(
-        &self,
-        kind: QueueKind,
-        sc: &SplitChain,
-        out_capacity: usize,
-    ) -> Option<DirectIo<M>> {
-        let hdr = DataHdr::from_slice(sc.readable.get(..size_of::<DataHdr>())?)?;
-        if kind != QueueKind::Crypto || hdr.opcode.to_native() != OP_DECRYPT {
-            return None;
-        }
-        let plain =
-            (hdr.src_len.to_native() as usize).checked_sub(hdr.tag_len.to_native() as usize)?;
-        let (out, first_out) = sc.writable.first_segment()?;
-        if plain < DIRECT_MIN_BYTES || plain > out_capacity || plain > first_out {
-            return None;
-        }
-        DirectIo::new(
-            self.mem.clone(),
-            self.gate.clone(),
-            self.epoch,
-            None,
-            (out, plain),
         )
     }
 
@@ -115,12 +87,6 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         let io = Box::new(io);
         *op = match &*op {
             JobOp::Encrypt { key, iv, tag_len } => JobOp::EncryptDirect {
-                key: key.clone(),
-                iv: *iv,
-                tag_len: *tag_len,
-                io,
-            },
-            JobOp::Decrypt { key, iv, tag_len } => JobOp::DecryptDirect {
                 key: key.clone(),
                 iv: *iv,
                 tag_len: *tag_len,

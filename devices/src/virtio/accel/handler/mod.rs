@@ -425,13 +425,10 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
         // everything else (and one that does not qualify) gets the rest of its bytes copied.
         let mut io = self.in_place(kind, &mut sc, out_capacity);
-        if io.is_none() {
-            if let Err(e) = sc.fill_all(&*self.mem) {
-                return self.drop_chain(qpos, sc.head, e, sc.readable);
-            }
-            // A large decrypt still saves the copy back: its job writes the plaintext into
-            // the guest once the tag checked out over the host copy.
-            io = self.decrypt_to_guest(kind, &sc, out_capacity);
+        if io.is_none()
+            && let Err(e) = sc.fill_all(&*self.mem)
+        {
+            return self.drop_chain(qpos, sc.head, e, sc.readable);
         }
         let (mut op, req) = match self.build_op(kind, &mut sc, tables) {
             Ok(x) => x,
@@ -450,7 +447,6 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             JobOp::Encrypt { .. }
                 | JobOp::Decrypt { .. }
                 | JobOp::EncryptDirect { .. }
-                | JobOp::DecryptDirect { .. }
                 | JobOp::CompressDirect { .. }
         );
         let spare = if in_place {
