@@ -25,6 +25,7 @@ use accelvm_devices::virtio::accel::{Accel, AccelConfig, QueueKind, SoftwareAcce
 use accelvm_devices::virtio::{
     ActivationContext, DeviceHandler, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VirtioDevice,
 };
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -51,7 +52,17 @@ const KEY: [u8; 32] = [0x42; 32];
 #[derive(Clone, Copy, PartialEq)]
 enum Op {
     Gcm,
+    GcmDecrypt,
     Lz4,
+}
+
+/// The AES-256-GCM ciphertext and tag of `payload(size)` (IV 0, no AAD).
+fn sealed(size: usize) -> (Vec<u8>, aes_gcm::Tag) {
+    let mut ct = payload(size);
+    let tag = Aes256Gcm::new(&KEY.into())
+        .encrypt_inout_detached(&Nonce::from([0u8; 12]), b"", ct.as_mut_slice().into())
+        .unwrap();
+    (ct, tag)
 }
 
 struct Rig {
@@ -135,6 +146,17 @@ impl Rig {
                     ..Default::default()
                 },
             ),
+            Op::GcmDecrypt => (
+                QueueKind::Crypto,
+                DataHdr {
+                    opcode: Le32::from(OP_DECRYPT),
+                    handle: Le64::from(session),
+                    src_len: Le32::from(size as u32 + 16),
+                    tag_len: Le32::from(16),
+                    iv_len: Le32::from(IV_LEN),
+                    ..Default::default()
+                },
+            ),
             Op::Lz4 => (
                 QueueKind::Compression,
                 DataHdr {
@@ -146,7 +168,13 @@ impl Rig {
             ),
         };
         let q = dev.layout().index(kind, 0);
-        let data = payload(size);
+        let data = if op == Op::GcmDecrypt {
+            let (mut ct, tag) = sealed(size);
+            ct.extend_from_slice(&tag);
+            ct
+        } else {
+            payload(size)
+        };
         // One writable descriptor: room for LZ4's worst case (what a driver that cannot
         // predict the ratio allocates; it lets the device compress in place) and the trailer.
         let out_len = (lz4_flex::block::get_maximum_output_size(size).max(size + 16)
@@ -173,6 +201,12 @@ impl Rig {
             _dev: dev,
         };
         rig.batch(); // warm the buffer pool and check the results once
+        for &(_, _, o, ol) in &rig.reqs {
+            let resp: DataResp = mem
+                .read_obj(GuestAddress(o + ol as u64 - size_of::<DataResp>() as u64))
+                .unwrap();
+            assert_eq!(resp.status.to_native(), 0, "a bench request failed");
+        }
         rig
     }
 
@@ -207,17 +241,23 @@ struct Direct {
     bufs: Vec<Vec<u8>>,
     outs: Vec<Vec<u8>>,
     gcm: Aes256Gcm,
+    tag: aes_gcm::Tag,
 }
 
 impl Direct {
     fn new(op: Op, size: usize) -> Direct {
-        let data = payload(size);
+        let (data, tag) = if op == Op::GcmDecrypt {
+            sealed(size)
+        } else {
+            (payload(size), Default::default())
+        };
         let out = vec![0; lz4_flex::block::get_maximum_output_size(size)];
         Direct {
             op,
             bufs: vec![data; batch_size()],
             outs: vec![out; batch_size()],
             gcm: Aes256Gcm::new(&KEY.into()),
+            tag,
         }
     }
     fn batch(&mut self) {
@@ -231,6 +271,15 @@ impl Direct {
                         .unwrap();
                     black_box(tag);
                 }
+                Op::GcmDecrypt => {
+                    // Out of place, like the device (and the ciphertext stays valid).
+                    let nonce = Nonce::from([0u8; 12]);
+                    let io = InOutBuf::new(buf.as_slice(), &mut out[..buf.len()]).unwrap();
+                    self.gcm
+                        .decrypt_inout_detached(&nonce, b"", io, &self.tag)
+                        .unwrap();
+                    black_box(&out[..]);
+                }
                 Op::Lz4 => {
                     black_box(lz4_flex::block::compress_into(buf, out).unwrap());
                 }
@@ -240,15 +289,15 @@ impl Direct {
 }
 
 fn name(op: Op) -> &'static str {
-    if op == Op::Gcm {
-        "aes256gcm_encrypt"
-    } else {
-        "lz4_compress"
+    match op {
+        Op::Gcm => "aes256gcm_encrypt",
+        Op::GcmDecrypt => "aes256gcm_decrypt",
+        Op::Lz4 => "lz4_compress",
     }
 }
 
 fn criterion_benches(c: &mut Criterion) {
-    for op in [Op::Gcm, Op::Lz4] {
+    for op in [Op::Gcm, Op::GcmDecrypt, Op::Lz4] {
         let mut g = c.benchmark_group(name(op));
         for size in SIZES {
             g.throughput(Throughput::Bytes((size * batch_size()) as u64));
@@ -302,6 +351,19 @@ fn best_of(fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
     best
 }
 
+/// The sizes to run: `ACCEL_BENCH_SIZES=64,16384` picks some of [`SIZES`].
+fn sizes() -> Vec<usize> {
+    let pick = std::env::var("ACCEL_BENCH_SIZES").unwrap_or_default();
+    let picked: Vec<usize> = pick
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    SIZES
+        .into_iter()
+        .filter(|s| picked.is_empty() || picked.contains(s))
+        .collect()
+}
+
 fn table() {
     println!(
         "\nvirtio-accel device path vs direct library call ({} requests per notification)",
@@ -319,8 +381,8 @@ fn table() {
         "ratio",
         "ovh µs/req"
     );
-    for op in [Op::Gcm, Op::Lz4] {
-        for size in SIZES {
+    for op in [Op::Gcm, Op::GcmDecrypt, Op::Lz4] {
+        for size in sizes() {
             let mut d = Direct::new(op, size);
             let mut i = Rig::new(0, op, size);
             let mut w = Rig::new(1, op, size);

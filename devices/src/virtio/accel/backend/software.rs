@@ -89,6 +89,10 @@ const MAX_HELD_RESULTS: usize = 32;
 /// How long the oldest held-back result may wait for the rest of its batch.
 const MAX_HOLD: Duration = Duration::from_micros(200);
 
+/// Held results are handed back before a job bigger than this runs (its run time would
+/// delay them).
+const HOLD_BEHIND_BYTES: u64 = 128 << 10;
+
 /// Results finished by one worker for one sink, delivered together.
 struct Held {
     sink: Option<Arc<dyn CompletionSink>>,
@@ -101,7 +105,7 @@ impl Held {
         if let Some(sink) = self.sink.take() {
             sink.complete_batch(&mut self.results);
         }
-        // complete_batch drains; a sink that did not still gets nothing twice.
+        // A sink whose complete_batch left results behind must not get them twice.
         self.results.clear();
     }
 
@@ -152,6 +156,10 @@ fn worker(rx: &Mutex<Receiver<Work>>, queued: &AtomicUsize) {
         match next {
             Ok((job, sink)) => {
                 queued.fetch_sub(1, Ordering::Relaxed);
+                // Finished results do not wait behind a long job.
+                if job.cost() > HOLD_BEHIND_BYTES || held.since.elapsed() >= MAX_HOLD {
+                    held.flush();
+                }
                 held.push(sink, execute(job));
             }
             Err(TryRecvError::Empty) => held.flush(),
