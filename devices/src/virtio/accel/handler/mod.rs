@@ -236,10 +236,10 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         {
             let (mem, q, pool) = (&*self.mem, &mut self.queues[qpos], &mut self.pool);
             // Data requests may leave a large source in guest memory (see `data`).
-            let defer = if q.kind == QueueKind::Control {
-                usize::MAX
-            } else {
-                DIRECT_MIN_BYTES
+            let defer = match q.kind {
+                // Nothing there runs in place: copy everything at once.
+                QueueKind::Control | QueueKind::Ipsec => usize::MAX,
+                _ => DIRECT_MIN_BYTES,
             };
             // virtio 1.2 §2.7.10: suppress notifications while draining, then re-check.
             loop {
