@@ -141,7 +141,8 @@ echo "TAINT_END=$(cat /proc/sys/kernel/tainted)"
 bad_lines "DMESG_BAD2: "
 "#;
 
-/// Runs in the test host next to each guest: when the guest's scripts print nothing for 240 s
+/// Runs in the test host next to each guest (CPU times in ticks: user/system/guest tell a vCPU
+/// spinning in the VMM from one running guest code): when the guest's scripts print nothing for 240 s
 /// (the reload loop prints a heartbeat every minute; kernel messages such as RCU stall reports
 /// do not count), it dumps what every accelvm thread waits on
 /// and the device counters; after 480 s it ends the VM, so a frozen guest fails the test with
@@ -173,7 +174,7 @@ host_watchdog() {
         if [ $idle -eq 240 ] || [ $idle -eq 480 ]; then
             echo "HOST_WATCHDOG: no guest output for ${idle}s"
             for t in /proc/$pid/task/*; do
-                echo "HOST_THREAD $(cat $t/comm) state=$(cut -d' ' -f3 $t/stat) wchan=$(cat $t/wchan) syscall=$(cut -d' ' -f1 $t/syscall)"
+                echo "HOST_THREAD $(cat $t/comm) state=$(cut -d' ' -f3 $t/stat) wchan=$(cat $t/wchan) syscall=$(cut -d' ' -f1 $t/syscall) utime,stime,guest=$(cut -d' ' -f14,15,43 $t/stat)"
                 sed 's/^/HOST_STACK   /' $t/stack
             done
             accelvm stats --socket "$2" 2>&1 | sed 's/^/HOST_STATS /'
