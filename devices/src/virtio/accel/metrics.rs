@@ -68,8 +68,6 @@ counters! {
     stale_completions,
     /// Interrupts raised.
     interrupts,
-    /// Encrypt requests submitted to run in place on guest memory (no host copies).
-    in_place,
 }
 
 impl AccelMetrics {

@@ -3,7 +3,6 @@
 
 mod compression;
 mod crypto;
-mod direct;
 mod ipsec;
 mod puff;
 mod robustness;
