@@ -4,7 +4,7 @@
 //! as far as the device and the backend can tell.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -43,7 +43,6 @@ pub const MOCK_QUEUE_SIZE: u16 = 256;
 const DATA_QUEUE: u16 = 1;
 const VRING_DESC_F_NEXT: u16 = 1;
 const VRING_DESC_F_WRITE: u16 = 2;
-const VRING_USED_F_NO_NOTIFY: u16 = 1;
 
 /// Wakes the waiting driver when the device interrupts.
 #[derive(Default)]
@@ -115,7 +114,6 @@ pub struct MockAccelDriver {
     stop: EventFd,
     poller: Option<JoinHandle<()>>,
     device: Option<Accel>,
-    read_output: bool,
 }
 
 fn poll_loop(mut handler: Box<dyn DeviceHandler>, stop: EventFd) {
@@ -200,7 +198,6 @@ impl MockAccelDriver {
             stop,
             poller: Some(poller),
             device: Some(device),
-            read_output: true,
         })
     }
 
@@ -209,25 +206,13 @@ impl MockAccelDriver {
         self.device.as_ref().expect("device present until drop")
     }
 
-    /// Puts a two-descriptor chain (the readable parts `rd`, one after the other, at slot
-    /// start, `wr_len` writable bytes after them) on `ring` and kicks unless the device
-    /// suppressed notifications; returns the slot.
-    fn post(
-        mem: &MockMem,
-        ring: &mut Ring,
-        queue: u16,
-        rd: &[&[u8]],
-        wr_len: usize,
-    ) -> Option<u16> {
+    /// Puts a two-descriptor chain (readable `rd` bytes at slot start, `wr_len` writable
+    /// bytes after them) on `ring` and kicks; returns the slot.
+    fn post(mem: &MockMem, ring: &mut Ring, queue: u16, rd: &[u8], wr_len: usize) -> Option<u16> {
         let slot = ring.free.pop()?;
         let addr = ring.slot_addr(queue, slot);
         let wr_addr = addr + (SLOT_BYTES / 2);
-        let mut at = addr;
-        for part in rd {
-            mem.write_slice(part, GuestAddress(at)).ok()?;
-            at += part.len() as u64;
-        }
-        let rd_len = at - addr;
+        mem.write_slice(rd, GuestAddress(addr)).ok()?;
         let (d0, d1) = (slot * 2, slot * 2 + 1);
         let desc = |i: u16, a: u64, len: u32, flags: u16, next: u16| {
             let at = ring.base + 16 * i as u64;
@@ -238,7 +223,7 @@ impl MockAccelDriver {
             raw[14..].copy_from_slice(&next.to_le_bytes());
             mem.write_slice(&raw, GuestAddress(at))
         };
-        desc(d0, addr, rd_len as u32, VRING_DESC_F_NEXT, d1).ok()?;
+        desc(d0, addr, rd.len() as u32, VRING_DESC_F_NEXT, d1).ok()?;
         desc(d1, wr_addr, wr_len as u32, VRING_DESC_F_WRITE, 0).ok()?;
         let entry = ring.avail() + 4 + 2 * (ring.avail_idx % ring.size) as u64;
         mem.write_obj(d0.to_le(), GuestAddress(entry)).ok()?;
@@ -250,16 +235,7 @@ impl MockAccelDriver {
             Ordering::Release,
         )
         .ok()?;
-        // virtio 1.2 §2.7.10.2 (no EVENT_IDX): the index must be visible before the flags are
-        // read; a device that set NO_NOTIFY is still draining the ring and re-checks it when
-        // it re-enables notifications, so a kick per request would only cost syscalls.
-        fence(Ordering::SeqCst);
-        let flags = mem
-            .load::<u16>(GuestAddress(ring.used()), Ordering::Acquire)
-            .map_or(0, u16::from_le);
-        if flags & VRING_USED_F_NO_NOTIFY == 0 {
-            ring.kick.write(1).ok()?;
-        }
+        ring.kick.write(1).ok()?;
         Some(slot)
     }
 
@@ -299,7 +275,7 @@ impl MockAccelDriver {
     fn control(&mut self, req: &[u8]) -> CtrlResp {
         let seen = self.irq_count();
         let trailer = size_of::<CtrlResp>();
-        let Some(slot) = Self::post(&self.mem, &mut self.ctrl, 0, &[req], trailer) else {
+        let Some(slot) = Self::post(&self.mem, &mut self.ctrl, 0, req, trailer) else {
             return CtrlResp::default();
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -405,11 +381,15 @@ impl MockAccelDriver {
         src: &[u8],
         out_cap: usize,
     ) -> Option<u64> {
+        let mut req = Vec::with_capacity(64 + aad.len() + src.len());
+        req.extend_from_slice(hdr.as_slice());
+        req.extend_from_slice(aad);
+        req.extend_from_slice(src);
         let slot = Self::post(
             &self.mem,
             &mut self.data,
             DATA_QUEUE,
-            &[hdr.as_slice(), aad, src],
+            &req,
             out_cap + size_of::<DataResp>(),
         )?;
         self.next_id += 1;
@@ -419,12 +399,6 @@ impl MockAccelDriver {
             submitted: Instant::now(),
         });
         Some(self.next_id)
-    }
-
-    /// Whether [`wait_completions`](Self::wait_completions) copies each output out of guest
-    /// memory (default yes); a load generator that only checks statuses turns it off.
-    pub fn set_read_output(&mut self, read: bool) {
-        self.read_output = read;
     }
 
     /// Completed data requests, waiting up to `timeout` for at least one.
@@ -451,7 +425,7 @@ impl MockAccelDriver {
                             resp.status.to_native()
                         };
                         let mut output = Vec::new();
-                        if status == Status::Ok as u32 && self.read_output {
+                        if status == Status::Ok as u32 {
                             output.resize(resp.len.to_native() as usize, 0);
                             self.mem.read_slice(&mut output, GuestAddress(wr)).ok()?;
                         }

@@ -111,9 +111,6 @@ struct State {
     names: BTreeMap<TenantId, String>,
     next_tenant: TenantId,
     stopping: bool,
-    /// Workers waiting on the condvar: only then is a wakeup worth a futex syscall (on the
-    /// submitting device thread and on every completion).
-    idle: u32,
 }
 
 struct Inner {
@@ -186,7 +183,6 @@ impl SharedAccelerator {
                 names: BTreeMap::new(),
                 next_tenant: 1,
                 stopping: false,
-                idle: 0,
             }),
             cv: Condvar::new(),
         });
@@ -328,11 +324,8 @@ impl Accelerator for TenantHandle {
         }
         match st.sched.push(self.id, (job, sink), cost, now) {
             Ok(()) => {
-                let wake = st.idle > 0;
                 drop(st);
-                if wake {
-                    self.inner.cv.notify_one();
-                }
+                self.inner.cv.notify_one();
                 Ok(())
             }
             Err(Refused::Busy((job, _))) => Err(SubmitError::Busy(Box::new(job))),
@@ -369,15 +362,9 @@ struct Tracked {
 impl CompletionSink for Tracked {
     fn complete(&self, result: JobResult) {
         let ok = result.status == Status::Ok;
-        let wake = {
-            let mut st = self.inner.lock();
-            st.sched.done(self.tenant, self.cost, ok);
-            st.idle > 0
-        };
+        self.inner.lock().sched.done(self.tenant, self.cost, ok);
         // A slot is free: a worker held back by capacity or an in-flight limit may go on.
-        if wake {
-            self.inner.cv.notify_one();
-        }
+        self.inner.cv.notify_one();
         self.sink.complete(result);
     }
 }
@@ -409,18 +396,14 @@ fn worker(inner: &Arc<Inner>) {
             }
             Next::WaitUntil(at) => {
                 let timeout = Duration::from_nanos(at.saturating_sub(now).max(1));
-                st.idle += 1;
                 st = inner
                     .cv
                     .wait_timeout(st, timeout)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
-                st.idle -= 1;
             }
             Next::Idle => {
-                st.idle += 1;
                 st = inner.cv.wait(st).unwrap_or_else(|e| e.into_inner());
-                st.idle -= 1;
             }
         }
     }
