@@ -118,7 +118,7 @@ fn mixed_scenario() -> String {
             ),
             MODPROBE,
             "sleep 16; accel-tool load --threads 2 --batch 8 --secs 600 & sleep 18; \
-             echo FLOOD_KILL; echo c > /proc/sysrq-trigger; echo NOT_REACHED"
+             echo FLOOD_KILL; sleep 1; echo c > /proc/sysrq-trigger; echo NOT_REACHED"
         ),
         vm(
             "capped",
