@@ -13,6 +13,47 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// An AF_ALG socket of type `kind` ("aead", "skcipher") bound to `name` (an algorithm or driver
+/// name), keyed with `key`.
+pub fn bind_keyed(kind: &str, name: &str, key: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked and owned below.
+    let fd = cvt(unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0) })?;
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_alg is plain old data; all-zero is a valid value.
+    let mut sa: libc::sockaddr_alg = unsafe { std::mem::zeroed() };
+    sa.salg_family = libc::AF_ALG as u16;
+    sa.salg_type[..kind.len()].copy_from_slice(kind.as_bytes());
+    if name.len() >= sa.salg_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "algorithm name too long",
+        ));
+    }
+    sa.salg_name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: sa is a valid sockaddr_alg of the size passed.
+    cvt(unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            &sa as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_alg>() as u32,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("AF_ALG {kind} bind {name}: {e}")))?;
+    // SAFETY: key points to key.len() readable bytes.
+    cvt(unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_ALG,
+            libc::ALG_SET_KEY,
+            key.as_ptr().cast(),
+            key.len() as u32,
+        )
+    })
+    .map_err(|e| io::Error::new(e.kind(), format!("{name} setkey: {e}")))?;
+    Ok(sock)
+}
+
 /// A keyed AEAD transform (the bound AF_ALG socket).
 pub struct AeadTfm {
     sock: OwnedFd,
@@ -27,41 +68,7 @@ pub struct AeadOp {
 
 impl AeadTfm {
     pub fn new(name: &str, key: &[u8], authsize: usize) -> io::Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked and owned below.
-        let fd = cvt(unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0) })?;
-        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_alg is plain old data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_alg = unsafe { std::mem::zeroed() };
-        sa.salg_family = libc::AF_ALG as u16;
-        sa.salg_type[..4].copy_from_slice(b"aead");
-        if name.len() >= sa.salg_name.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "algorithm name too long",
-            ));
-        }
-        sa.salg_name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: sa is a valid sockaddr_alg of the size passed.
-        cvt(unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                &sa as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_alg>() as u32,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("AF_ALG bind {name}: {e}")))?;
-        // SAFETY: key points to key.len() readable bytes.
-        cvt(unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_ALG,
-                libc::ALG_SET_KEY,
-                key.as_ptr().cast(),
-                key.len() as u32,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("{name} setkey: {e}")))?;
+        let sock = bind_keyed("aead", name, key)?;
         // SAFETY: ALG_SET_AEAD_AUTHSIZE takes no buffer, only the length argument.
         cvt(unsafe {
             libc::setsockopt(

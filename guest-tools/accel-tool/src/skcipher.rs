@@ -59,41 +59,7 @@ pub fn require_driver(name: &str, driver: &str) -> io::Result<()> {
 impl SkcipherTfm {
     /// Binds `alg` (an algorithm or driver name) and sets the key.
     pub fn new(alg: &str, key: &[u8]) -> io::Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked and owned below.
-        let fd = cvt(unsafe { libc::socket(libc::AF_ALG, libc::SOCK_SEQPACKET, 0) })?;
-        // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_alg is plain old data; all-zero is a valid value.
-        let mut sa: libc::sockaddr_alg = unsafe { std::mem::zeroed() };
-        sa.salg_family = libc::AF_ALG as u16;
-        sa.salg_type[..8].copy_from_slice(b"skcipher");
-        if alg.len() >= sa.salg_name.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "algorithm name too long",
-            ));
-        }
-        sa.salg_name[..alg.len()].copy_from_slice(alg.as_bytes());
-        // SAFETY: sa is a valid sockaddr_alg of the size passed.
-        cvt(unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                &sa as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_alg>() as u32,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("AF_ALG skcipher bind {alg}: {e}")))?;
-        // SAFETY: key points to key.len() readable bytes.
-        cvt(unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_ALG,
-                libc::ALG_SET_KEY,
-                key.as_ptr().cast(),
-                key.len() as u32,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("{alg} setkey: {e}")))?;
+        let sock = crate::afalg::bind_keyed("skcipher", alg, key)?;
         Ok(SkcipherTfm { sock })
     }
 
