@@ -10,7 +10,10 @@
 //!   per-request latency alone, then while `flood` floods (flood's `max-in-flight = 1` keeps a
 //!   worker for the others, as docs/config.md advises, and a bandwidth limit keeps it from
 //!   taking a whole emulated CPU of the test host: see [`FLOOD_BPS`]), probes every handle of the other
-//!   tenants, and checks its results after `flood` was killed (sysrq crash) mid-stream.
+//!   tenants, and checks its results after `flood` was killed mid-stream (`poweroff -f` with its
+//!   requests in flight: no driver teardown, no device reset; a sysrq kernel crash is not used
+//!   because in the nested test host an L2 kernel panic makes the *other* guests fail, see
+//!   [`mixed_scenario`]).
 //!   `capped` runs under a 2 MB/s bandwidth limit the whole time and holds a session whose
 //!   handle `light` tries to use.
 //!
@@ -28,7 +31,9 @@ const CAP_BPS: f64 = 500_000.0;
 /// The flooder's bandwidth limit (bytes/s). Without it the flooder keeps one of the test
 /// host's two emulated CPUs busy with deflate and the light VM's p99 grew 4.2x (2 runs) from
 /// CPU contention alone; the scheduler itself keeps a worker free for others (max-in-flight).
-const FLOOD_BPS: u64 = 1_000_000;
+/// At 1 MB/s light's p99 still grew x1.3-x2.0 (4 runs, solo p99 2-3 ms since guests boot with
+/// XSAVE hidden), close enough to the 3x bound that one CI run crossed it.
+const FLOOD_BPS: u64 = 500_000;
 /// How every guest loads the driver.
 const MODPROBE: &str = "modprobe virtio_accel";
 /// Requests waiting at the accelerator from which a tenant counts as saturating it.
@@ -95,6 +100,18 @@ fn fair_scenario() -> String {
     )
 }
 
+/// The flooder is killed with `poweroff -f` while its load runs: the kernel powers off at once,
+/// with no driver teardown and requests in flight, which is what the device sees of a killed VM.
+/// It used to be a kernel crash (`echo c > /proc/sysrq-trigger`), but in the nested test host an
+/// L2 guest that ends abruptly breaks its neighbours. Scripted runs (a victim guest looping 4 KiB
+/// AES-GCM loads, a second guest ending beside it): after the neighbour's panic the victim
+/// triple-faulted or hung in 4 of 9 runs, on one shared accelerator, on two, or with a neighbour
+/// that never used the device; after `poweroff -f` of a neighbour running an unthrottled load, in
+/// 2 of 3 runs with both in one accelvm and 2 of 3 with the neighbour in *another accelvm
+/// process* (nothing shared but the test host's KVM); after `poweroff -f` of an idle neighbour,
+/// in 0 of 4. The test host's own kernel crashed once ("stack guard page" in a vCPU thread). So
+/// this is the platform, and the flooder here, throttled to a few requests a second, is mostly
+/// idle when it is killed (3 of 3 runs passed). `kvm.rs` still checks how a guest panic is reported.
 fn mixed_scenario() -> String {
     let mixed = format!(
         "{}{}{}{}",
@@ -118,7 +135,7 @@ fn mixed_scenario() -> String {
             ),
             MODPROBE,
             "sleep 16; accel-tool load --threads 2 --batch 8 --secs 600 & sleep 18; \
-             echo FLOOD_KILL; sleep 1; echo c > /proc/sysrq-trigger; echo NOT_REACHED"
+             echo FLOOD_KILL; sleep 1; poweroff -f; echo NOT_REACHED"
         ),
         vm(
             "capped",
@@ -211,14 +228,56 @@ fn hist_p99(windows: &[&str]) -> f64 {
     50.0 * 1.15f64.powi(i as i32 + 1)
 }
 
+/// The scenario output for a failure message, small enough to be read whole in a CI log: a stats
+/// sample becomes `SAMPLE <t> vm=requests/queued/kB ...`, a latency window its count.
+fn compact_dump(out: &ScenarioOutput) -> String {
+    let mut text = String::new();
+    for line in out.lines() {
+        let sample = line
+            .strip_prefix("SAMPLE ")
+            .and_then(|rest| rest.split_once(' '))
+            .and_then(|(name, rest)| Some((name, rest.split_once(' ')?)))
+            .and_then(|(name, (t, json))| {
+                Some((name, t, serde_json::from_str::<Value>(json).ok()?))
+            });
+        match sample {
+            Some((name, t, doc)) => {
+                text += &format!("SAMPLE {name} {t}");
+                for ten in doc["accelerators"][0]["tenants"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    text += &format!(
+                        " {}={}/{}/{}",
+                        ten["vm"].as_str().unwrap_or("?"),
+                        ten["requests"],
+                        ten["queued"],
+                        ten["bytes"].as_u64().unwrap_or(0) / 1000
+                    );
+                }
+            }
+            None if line.contains("] LATWIN ") => {
+                text += line.split(" h=").next().unwrap_or(line);
+            }
+            None => text += line,
+        }
+        text.push('\n');
+    }
+    format!(
+        "----- scenario output (status {}; stats samples as vm=requests/queued/kB) -----\n{text}----- end of scenario output -----",
+        out.status
+    )
+}
+
 fn index_of(out: &ScenarioOutput, starts: &str) -> usize {
     out.lines()
         .position(|l| l.starts_with(starts))
-        .unwrap_or_else(|| panic!("no line starting with {starts:?}\n{}", out.dump()))
+        .unwrap_or_else(|| panic!("no line starting with {starts:?}\n{}", compact_dump(out)))
 }
 
 fn check_fair(out: &ScenarioOutput) {
-    let dump = out.dump();
+    let dump = compact_dump(out);
     for n in ["alpha", "beta"] {
         assert!(
             out.has_line(&format!("fair: [{n}] SELFTEST_{n}=0")),
@@ -260,7 +319,7 @@ fn check_fair(out: &ScenarioOutput) {
 }
 
 fn check_mixed(out: &ScenarioOutput) {
-    let dump = out.dump();
+    let dump = compact_dump(out);
     // Latency: light's 2 s windows that ended before flood started are "solo"; those that
     // began after it started and ended before it was killed are "flooded" (console order).
     assert!(out.has_line("mixed: [light] LAT_STATUS=0"), "{dump}");
@@ -330,7 +389,7 @@ fn check_mixed(out: &ScenarioOutput) {
     // The kill: flood died mid-stream, the others' results after it are correct.
     assert!(!dump.contains("NOT_REACHED"), "{dump}");
     assert!(
-        dump.contains("mixed: accelvm: error: vm flood: the guest stopped (reboot or panic)"),
+        dump.contains("mixed: accelvm: error: vm flood: the guest stopped (poweroff)"),
         "{dump}"
     );
     assert!(kill < index_of(out, "mixed: [light] LOAD_DONE"), "{dump}");

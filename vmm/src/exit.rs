@@ -10,8 +10,13 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 pub enum ExitReason {
     /// The guest powered off (ACPI S5).
     Poweroff,
-    /// The guest rebooted (ACPI reset register, keyboard controller reset, triple fault).
+    /// The guest rebooted (ACPI reset register, keyboard controller reset); Linux reboots
+    /// this way after a panic too.
     Reset,
+    /// A vCPU triple-faulted (KVM_EXIT_SHUTDOWN): the guest hit an exception it could not
+    /// deliver and had no say. Reported apart from a reboot because a guest that reboots
+    /// itself prints why first, and a triple fault is silent.
+    TripleFault,
     /// The VMM received SIGTERM or SIGINT.
     Signal(i32),
     /// The startup probe stopped the VM right before its first KVM_RUN.

@@ -188,6 +188,7 @@ fn describe(reason: &ExitReason) -> &'static str {
     match reason {
         ExitReason::Poweroff => "poweroff",
         ExitReason::Reset => "reboot or panic",
+        ExitReason::TripleFault => "triple fault",
         ExitReason::Signal(_) => "signal",
         ExitReason::StartupProbe => "startup probe",
         ExitReason::Failed(_) => "failure",

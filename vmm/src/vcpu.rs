@@ -145,8 +145,9 @@ impl Vcpu {
             }
             // With the in-kernel irqchip HLT stays in KVM; a stray exit is harmless.
             Ok(VcpuExit::Hlt) => None,
-            // A triple fault: what a PC does next is reset.
-            Ok(VcpuExit::Shutdown) => Some(ExitReason::Reset),
+            // A triple fault: a PC resets; we stop and say so (the registers are gone: on AMD
+            // KVM reinitialises the VMCB on the shutdown intercept).
+            Ok(VcpuExit::Shutdown) => Some(ExitReason::TripleFault),
             Ok(VcpuExit::SystemEvent(kind, _)) => match kind {
                 SYSTEM_EVENT_SHUTDOWN => Some(ExitReason::Poweroff),
                 SYSTEM_EVENT_RESET => Some(ExitReason::Reset),

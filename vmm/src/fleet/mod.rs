@@ -387,6 +387,7 @@ pub fn describe(reason: &ExitReason) -> String {
     match reason {
         ExitReason::Poweroff => "poweroff".into(),
         ExitReason::Reset => "reboot or panic".into(),
+        ExitReason::TripleFault => "triple fault".into(),
         ExitReason::Signal(s) => format!("signal {s}"),
         ExitReason::StartupProbe => "startup probe".into(),
         ExitReason::Failed(m) => format!("failure: {m}"),
