@@ -110,8 +110,13 @@ fn fair_scenario() -> String {
 /// 2 of 3 runs with both in one accelvm and 2 of 3 with the neighbour in *another accelvm
 /// process* (nothing shared but the test host's KVM); after `poweroff -f` of an idle neighbour,
 /// in 0 of 4. The test host's own kernel crashed once ("stack guard page" in a vCPU thread). So
-/// this is the platform, and the flooder here, throttled to a few requests a second, is mostly
-/// idle when it is killed (3 of 3 runs passed). `kvm.rs` still checks how a guest panic is reported.
+/// this is the platform. Here too, with the flooder (throttled to a few requests a second)
+/// killed by `poweroff -f`, `light` hung in 1 of 3 runs in a bulk load (4 KiB AES-GCM, 4 in
+/// flight) it ran after its probe, ~11 s after the kill, where the sysrq version triple-faulted
+/// (2 of 2 runs, and a CI rehearsal); every failure was in that unthrottled bulk load, never in
+/// the one-at-a-time latency loop or the rate-limited `capped` load that both run across the
+/// kill. So the answers after the kill are checked in those two, and `light` runs no bulk load.
+/// `kvm.rs` still checks how a guest panic is reported.
 fn mixed_scenario() -> String {
     let mixed = format!(
         "{}{}{}{}",
@@ -122,9 +127,9 @@ fn mixed_scenario() -> String {
             "",
             // The hostile guest: its driver passes handles it does not own to the device.
             "modprobe virtio_accel foreign_handles=1",
+            // No bulk load after the kill: see mixed_scenario.
             "accel-tool latency --secs 44 --window-ms 2000; echo LAT_STATUS=$?; \
-             accel-tool probe-handles 4 1024; echo PROBE_STATUS=$?; \
-             accel-tool load --op gcm --size 4096 --batch 4 --secs 4; echo LIGHT_AFTER_STATUS=$?"
+             accel-tool probe-handles 4 1024; echo PROBE_STATUS=$?"
         ),
         vm(
             "flood",
@@ -392,17 +397,18 @@ fn check_mixed(out: &ScenarioOutput) {
         dump.contains("mixed: accelvm: error: vm flood: the guest stopped (poweroff)"),
         "{dump}"
     );
-    assert!(kill < index_of(out, "mixed: [light] LOAD_DONE"), "{dump}");
-    assert!(kill < index_of(out, "mixed: [capped] LOAD_DONE"), "{dump}");
-    for n in ["light", "capped"] {
-        let prefix = format!("mixed: [{n}] LOAD_DONE ");
-        let done = out.marker(&prefix);
-        assert!(done.contains(" wrong=0 "), "{n}: {done}");
-    }
+    // light kept measuring (every answer checked) for seconds after the kill, then probed.
+    let after_kill = windows.iter().filter(|(i, _)| *i > kill).count();
     assert!(
-        out.has_line("mixed: [light] LIGHT_AFTER_STATUS=0"),
-        "{dump}"
+        after_kill >= 2,
+        "only {after_kill} latency windows of light after the kill\n{dump}"
     );
+    assert!(kill < index_of(out, "mixed: [light] LATENCY "), "{dump}");
+    let lat = out.marker("mixed: [light] LATENCY ");
+    assert!(lat.contains(" wrong=0 "), "light: {lat}");
+    assert!(kill < index_of(out, "mixed: [capped] LOAD_DONE"), "{dump}");
+    let done = out.marker("mixed: [capped] LOAD_DONE ");
+    assert!(done.contains(" wrong=0 "), "capped: {done}");
     assert!(out.has_line("mixed: [capped] CAPPED_STATUS=0"), "{dump}");
     assert!(out.has_line("mixed_STATUS=1"), "{dump}");
 
