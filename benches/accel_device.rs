@@ -2,14 +2,16 @@
 //!
 //! The device path is the whole datapath a guest request takes minus the guest: a driver fills
 //! a split ring in real guest memory (`MockDriver`), the device's handler pops the chain, copies
-//! the request out of guest memory, runs the job on the software backend (inline, or on one
-//! worker thread with the completion eventfd round trip), writes output and trailer back and
-//! adds the used entry. Each iteration submits a batch of requests, like a driver would.
+//! the request out of guest memory (AES-GCM encrypts of 2 KiB and more run in place on guest
+//! memory instead), runs the job on the software backend (inline, or on one worker thread with
+//! the completion eventfd round trip), writes output and trailer back and adds the used entry.
+//! Each iteration submits a batch of requests, like a driver would.
 //!
 //! `cargo bench --bench accel_device -- --measurement-time 1 --warm-up-time 0.3` prints
 //! criterion's numbers and then a summary table (throughput ratio and per-request overhead,
 //! best of 9 interleaved 40 ms slices per variant); `ACCEL_BENCH_TABLE_ONLY=1` prints only the
-//! table. "inline" runs every job on the event-loop thread (`SoftwareAccelerator::new(0)`),
+//! table, `ACCEL_BENCH_ROUNDS=N` takes the best of N slices, `ACCEL_BENCH_BATCH=N` submits N
+//! requests per notification (default 32). "inline" runs every job on the event-loop thread (`SoftwareAccelerator::new(0)`),
 //! "worker" is the default VMM setup (`new(1)`: jobs above 2 KiB go to a worker thread).
 
 use std::hint::black_box;
@@ -23,6 +25,7 @@ use accelvm_devices::virtio::accel::{Accel, AccelConfig, QueueKind, SoftwareAcce
 use accelvm_devices::virtio::{
     ActivationContext, DeviceHandler, VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1, VirtioDevice,
 };
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -30,7 +33,18 @@ use vm_memory::endian::{Le32, Le64};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 const SIZES: [usize; 6] = [64, 256, 1024, 4096, 16384, 65536];
-const BATCH: usize = 32;
+/// Requests per notification (`ACCEL_BENCH_BATCH`, default 32, at most 128).
+static BATCH_SIZE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn batch_size() -> usize {
+    *BATCH_SIZE.get_or_init(|| {
+        std::env::var("ACCEL_BENCH_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(32usize)
+            .clamp(1, 128)
+    })
+}
 const QSIZE: u16 = 256;
 const DATA_BASE: u64 = 0x10_0000;
 const KEY: [u8; 32] = [0x42; 32];
@@ -38,7 +52,17 @@ const KEY: [u8; 32] = [0x42; 32];
 #[derive(Clone, Copy, PartialEq)]
 enum Op {
     Gcm,
+    GcmDecrypt,
     Lz4,
+}
+
+/// The AES-256-GCM ciphertext and tag of `payload(size)` (IV 0, no AAD).
+fn sealed(size: usize) -> (Vec<u8>, aes_gcm::Tag) {
+    let mut ct = payload(size);
+    let tag = Aes256Gcm::new(&KEY.into())
+        .encrypt_inout_detached(&Nonce::from([0u8; 12]), b"", ct.as_mut_slice().into())
+        .unwrap();
+    (ct, tag)
 }
 
 struct Rig {
@@ -122,6 +146,17 @@ impl Rig {
                     ..Default::default()
                 },
             ),
+            Op::GcmDecrypt => (
+                QueueKind::Crypto,
+                DataHdr {
+                    opcode: Le32::from(OP_DECRYPT),
+                    handle: Le64::from(session),
+                    src_len: Le32::from(size as u32 + 16),
+                    tag_len: Le32::from(16),
+                    iv_len: Le32::from(IV_LEN),
+                    ..Default::default()
+                },
+            ),
             Op::Lz4 => (
                 QueueKind::Compression,
                 DataHdr {
@@ -133,11 +168,20 @@ impl Rig {
             ),
         };
         let q = dev.layout().index(kind, 0);
-        let data = payload(size);
-        let out_len = lz4_flex::block::get_maximum_output_size(size).max(size + 16) as u32;
+        let data = if op == Op::GcmDecrypt {
+            let (mut ct, tag) = sealed(size);
+            ct.extend_from_slice(&tag);
+            ct
+        } else {
+            payload(size)
+        };
+        // One writable descriptor: room for LZ4's worst case (what a driver that cannot
+        // predict the ratio allocates; it lets the device compress in place) and the trailer.
+        let out_len = (lz4_flex::block::get_maximum_output_size(size).max(size + 16)
+            + size_of::<DataResp>()) as u32;
         let stride = (2 * size as u64 + 4096).next_multiple_of(4096);
         let mut reqs = Vec::new();
-        for i in 0..BATCH as u64 {
+        for i in 0..batch_size() as u64 {
             let r = DATA_BASE + 0x10_000 + i * stride;
             let req = [hdr.as_slice(), &data].concat();
             mem.write_slice(&req, GuestAddress(r)).unwrap();
@@ -157,6 +201,12 @@ impl Rig {
             _dev: dev,
         };
         rig.batch(); // warm the buffer pool and check the results once
+        for &(_, _, o, ol) in &rig.reqs {
+            let resp: DataResp = mem
+                .read_obj(GuestAddress(o + ol as u64 - size_of::<DataResp>() as u64))
+                .unwrap();
+            assert_eq!(resp.status.to_native(), 0, "a bench request failed");
+        }
         rig
     }
 
@@ -169,7 +219,7 @@ impl Rig {
         self.handler.handle(self.q as usize);
         let mut done = self.drv.used(self.q).len();
         let fd = self.handler.fds()[self.completion_fd];
-        while done < BATCH {
+        while done < batch_size() {
             let mut pfd = libc::pollfd {
                 fd,
                 events: libc::POLLIN,
@@ -180,7 +230,7 @@ impl Rig {
             self.handler.handle(self.completion_fd);
             done += self.drv.used(self.q).len();
         }
-        assert_eq!(done, BATCH);
+        assert_eq!(done, batch_size());
     }
 }
 
@@ -191,17 +241,23 @@ struct Direct {
     bufs: Vec<Vec<u8>>,
     outs: Vec<Vec<u8>>,
     gcm: Aes256Gcm,
+    tag: aes_gcm::Tag,
 }
 
 impl Direct {
     fn new(op: Op, size: usize) -> Direct {
-        let data = payload(size);
+        let (data, tag) = if op == Op::GcmDecrypt {
+            sealed(size)
+        } else {
+            (payload(size), Default::default())
+        };
         let out = vec![0; lz4_flex::block::get_maximum_output_size(size)];
         Direct {
             op,
-            bufs: vec![data; BATCH],
-            outs: vec![out; BATCH],
+            bufs: vec![data; batch_size()],
+            outs: vec![out; batch_size()],
             gcm: Aes256Gcm::new(&KEY.into()),
+            tag,
         }
     }
     fn batch(&mut self) {
@@ -215,6 +271,15 @@ impl Direct {
                         .unwrap();
                     black_box(tag);
                 }
+                Op::GcmDecrypt => {
+                    // Out of place, like the device (and the ciphertext stays valid).
+                    let nonce = Nonce::from([0u8; 12]);
+                    let io = InOutBuf::new(buf.as_slice(), &mut out[..buf.len()]).unwrap();
+                    self.gcm
+                        .decrypt_inout_detached(&nonce, b"", io, &self.tag)
+                        .unwrap();
+                    black_box(&out[..]);
+                }
                 Op::Lz4 => {
                     black_box(lz4_flex::block::compress_into(buf, out).unwrap());
                 }
@@ -224,18 +289,18 @@ impl Direct {
 }
 
 fn name(op: Op) -> &'static str {
-    if op == Op::Gcm {
-        "aes256gcm_encrypt"
-    } else {
-        "lz4_compress"
+    match op {
+        Op::Gcm => "aes256gcm_encrypt",
+        Op::GcmDecrypt => "aes256gcm_decrypt",
+        Op::Lz4 => "lz4_compress",
     }
 }
 
 fn criterion_benches(c: &mut Criterion) {
-    for op in [Op::Gcm, Op::Lz4] {
+    for op in [Op::Gcm, Op::GcmDecrypt, Op::Lz4] {
         let mut g = c.benchmark_group(name(op));
         for size in SIZES {
-            g.throughput(Throughput::Bytes((size * BATCH) as u64));
+            g.throughput(Throughput::Bytes((size * batch_size()) as u64));
             let mut direct = Direct::new(op, size);
             g.bench_with_input(BenchmarkId::new("direct", size), &size, |b, _| {
                 b.iter(|| direct.batch())
@@ -261,19 +326,24 @@ fn per_req(slice: Duration, f: &mut dyn FnMut()) -> f64 {
         f();
         n += 1;
     }
-    start.elapsed().as_secs_f64() / (n as f64 * BATCH as f64)
+    start.elapsed().as_secs_f64() / (n as f64 * batch_size() as f64)
 }
 
-/// Minimum over `ROUNDS` interleaved slices for each variant: on a shared, noisy host the
+/// Minimum over `rounds` interleaved slices for each variant: on a shared, noisy host the
 /// minimum is the estimate least disturbed by other processes, and interleaving exposes all
 /// variants to the same background load.
 fn best_of(fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    const ROUNDS: usize = 9;
+    // ACCEL_BENCH_ROUNDS: more rounds give a steadier minimum on a busy host.
+    let rounds = std::env::var("ACCEL_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9usize)
+        .clamp(1, 1000);
     let mut best = vec![f64::MAX; fs.len()];
     for f in fs.iter_mut() {
         f(); // warm up
     }
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, f) in fs.iter_mut().enumerate() {
             best[i] = best[i].min(per_req(Duration::from_millis(40), *f));
         }
@@ -281,9 +351,23 @@ fn best_of(fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
     best
 }
 
+/// The sizes to run: `ACCEL_BENCH_SIZES=64,16384` picks some of [`SIZES`].
+fn sizes() -> Vec<usize> {
+    let pick = std::env::var("ACCEL_BENCH_SIZES").unwrap_or_default();
+    let picked: Vec<usize> = pick
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    SIZES
+        .into_iter()
+        .filter(|s| picked.is_empty() || picked.contains(s))
+        .collect()
+}
+
 fn table() {
     println!(
-        "\nvirtio-accel device path vs direct library call ({BATCH} requests per notification)"
+        "\nvirtio-accel device path vs direct library call ({} requests per notification)",
+        batch_size()
     );
     println!(
         "{:<18} {:>7} {:>11} {:>11} {:>7} {:>10} {:>11} {:>7} {:>10}",
@@ -297,8 +381,8 @@ fn table() {
         "ratio",
         "ovh µs/req"
     );
-    for op in [Op::Gcm, Op::Lz4] {
-        for size in SIZES {
+    for op in [Op::Gcm, Op::GcmDecrypt, Op::Lz4] {
+        for size in sizes() {
             let mut d = Direct::new(op, size);
             let mut i = Rig::new(0, op, size);
             let mut w = Rig::new(1, op, size);

@@ -4,8 +4,13 @@
 //! The chain's guest addresses are recorded (not borrowed) so that a request can complete
 //! later, after a worker thread has produced its output.
 
+use std::sync::{Arc, RwLock};
+
 use virtio_queue::DescriptorChain;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
+use vm_memory::bitmap::Bitmap;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions, VolatileSlice};
+
+use super::backend::{GuestBuffers, GuestIoError};
 
 use super::{MAX_CHAIN_SEGMENTS, MAX_READABLE_BYTES};
 
@@ -58,6 +63,11 @@ impl WritableArea {
         self.len == 0
     }
 
+    /// The first segment (guest address and length), where the output starts.
+    pub fn first_segment(&self) -> Option<(GuestAddress, usize)> {
+        self.segs.first().map(|s| (s.addr, s.len))
+    }
+
     /// Writes `data` at byte `offset` of the area; fails if it does not fit or memory
     /// vanished (a hot-unplug or a hostile remap cannot make the device write elsewhere).
     pub fn write_at<M: GuestMemory + ?Sized>(
@@ -99,22 +109,79 @@ impl WritableArea {
 pub struct SplitChain {
     /// Head descriptor index, for `add_used`.
     pub head: u16,
-    /// The device-readable bytes, copied out of guest memory.
+    /// The device-readable bytes copied out of guest memory so far: all of them, unless
+    /// `tail` says the end of the last readable descriptor was left in place.
     pub readable: Vec<u8>,
     /// Where the response goes.
     pub writable: WritableArea,
+    /// The readable bytes not copied yet: the rest of the last readable descriptor, which
+    /// starts right after `readable`.
+    tail: Option<Segment>,
+}
+
+impl SplitChain {
+    /// Length of the whole readable part (copied or not).
+    pub fn readable_len(&self) -> usize {
+        self.readable.len() + self.tail.map_or(0, |t| t.len)
+    }
+
+    /// The guest range of readable bytes `start..self.readable_len()`, if they were not
+    /// copied and lie in one descriptor.
+    pub fn uncopied(&self, start: usize) -> Option<(GuestAddress, usize)> {
+        let tail = self.tail?;
+        let skip = start.checked_sub(self.readable.len())?;
+        let len = tail.len.checked_sub(skip)?;
+        Some((tail.addr.checked_add(skip as u64)?, len))
+    }
+
+    /// Copies readable bytes until `readable` holds the first `upto` of them (or all).
+    pub fn fill<M: GuestMemory + ?Sized>(
+        &mut self,
+        mem: &M,
+        upto: usize,
+    ) -> Result<(), ChainError> {
+        let Some(tail) = self.tail else {
+            return Ok(());
+        };
+        let have = self.readable.len();
+        let n = upto.saturating_sub(have).min(tail.len);
+        if n == 0 {
+            return Ok(());
+        }
+        self.readable.resize(have + n, 0);
+        if let Err(e) = mem.read_slice(&mut self.readable[have..], tail.addr) {
+            // Keep `readable` and `tail` adjacent, so a retry reads the same bytes again.
+            self.readable.truncate(have);
+            return Err(ChainError::Memory(e));
+        }
+        self.tail = (n < tail.len).then(|| Segment {
+            addr: tail.addr.unchecked_add(n as u64),
+            len: tail.len - n,
+        });
+        Ok(())
+    }
+
+    /// Copies every readable byte not copied yet.
+    pub fn fill_all<M: GuestMemory + ?Sized>(&mut self, mem: &M) -> Result<(), ChainError> {
+        self.fill(mem, usize::MAX)
+    }
 }
 
 /// Walks `chain`, checks direction order, counts and bounds (the readable part is at most
 /// `max_readable`, itself capped at [`MAX_READABLE_BYTES`]), and copies the readable part
 /// into `buf` (reused to avoid an allocation per request; `slack` extra bytes of capacity are
-/// reserved so an appended AEAD tag never reallocates).
+/// reserved so an appended AEAD tag never reallocates). When the last readable descriptor
+/// holds at least `defer` bytes, only its first `peek` bytes are copied: the caller looks at
+/// the request header and either uses the rest in place or [`SplitChain::fill_all`]s it.
+#[allow(clippy::too_many_arguments)]
 pub fn split_chain<M, T>(
     chain: DescriptorChain<T>,
     mem: &M,
     mut buf: Vec<u8>,
     slack: usize,
     max_readable: usize,
+    defer: usize,
+    peek: usize,
 ) -> Result<SplitChain, (u16, ChainError, Vec<u8>)>
 where
     M: GuestMemory + ?Sized,
@@ -157,14 +224,25 @@ where
             readable.push(Segment { addr, len });
         }
     }
+    let mut tail = None;
+    if let Some(last) = readable.last_mut().filter(|s| s.len >= defer.max(1)) {
+        let keep = peek.min(last.len);
+        tail = Some(Segment {
+            addr: last.addr.unchecked_add(keep as u64),
+            len: last.len - keep,
+        });
+        last.len = keep;
+    }
+    let copy = rlen - tail.map_or(0, |t| t.len);
+    // A deferred tail may still be copied later (fill_all): reserve for all of it.
     if buf.capacity() < rlen + slack {
         buf.reserve(rlen + slack - buf.len());
     }
     // Only the bytes never initialised before are zero-filled; the rest is overwritten below.
-    if buf.len() < rlen {
-        buf.resize(rlen, 0);
+    if buf.len() < copy {
+        buf.resize(copy, 0);
     } else {
-        buf.truncate(rlen);
+        buf.truncate(copy);
     }
     let mut off = 0;
     for seg in &readable {
@@ -177,5 +255,127 @@ where
         head,
         readable: buf,
         writable,
+        tail,
     })
+}
+
+/// Lets a job that runs after the handler's pass (on a worker thread) write guest memory only
+/// while the activation it came from is current: `reset()` takes the write lock and bumps the
+/// epoch, so it waits for a write in progress and no write of the old epoch follows it.
+pub type WriteGate = Arc<RwLock<u64>>;
+
+/// A source range and an output range in guest memory, each one contiguous host mapping,
+/// used in place by a job ([`GuestBuffers`]).
+pub struct DirectIo<M> {
+    mem: Arc<M>,
+    gate: WriteGate,
+    epoch: u64,
+    src: Segment,
+    out: Segment,
+}
+
+impl<M> std::fmt::Debug for DirectIo<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectIo")
+            .field("src", &self.src)
+            .field("out", &self.out)
+            .finish()
+    }
+}
+
+impl<M: GuestMemory> DirectIo<M> {
+    /// Source `src` and output `out` (address, length); `None` unless each lies in one
+    /// region of `mem` (checked again when the job runs).
+    pub fn new(
+        mem: Arc<M>,
+        gate: WriteGate,
+        epoch: u64,
+        src: (GuestAddress, usize),
+        out: (GuestAddress, usize),
+    ) -> Option<Self> {
+        let io = DirectIo {
+            mem,
+            gate,
+            epoch,
+            src: Segment {
+                addr: src.0,
+                len: src.1,
+            },
+            out: Segment {
+                addr: out.0,
+                len: out.1,
+            },
+        };
+        (io.slice(io.src, Permissions::Read).is_some()
+            && io.slice(io.out, Permissions::Write).is_some())
+        .then_some(io)
+    }
+
+    /// The segment as one bounds-checked volatile slice, or `None` if it spans regions.
+    fn slice(
+        &self,
+        seg: Segment,
+        access: Permissions,
+    ) -> Option<VolatileSlice<'_, vm_memory::bitmap::BS<'_, M::Bitmap>>> {
+        let mut it = self.mem.get_slices(seg.addr, seg.len, access).ok()?;
+        let s = it.next()?.ok()?;
+        (s.len() == seg.len && it.next().is_none()).then_some(s)
+    }
+}
+
+impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
+    fn src_len(&self) -> usize {
+        self.src.len
+    }
+
+    fn out_len(&self) -> usize {
+        self.out.len
+    }
+
+    fn with(&self, f: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<(), GuestIoError> {
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if *gate != self.epoch {
+            return Err(GuestIoError::Stale);
+        }
+        let src = self
+            .slice(self.src, Permissions::Read)
+            .ok_or(GuestIoError::Unmapped)?;
+        let out = self
+            .slice(self.out, Permissions::Write)
+            .ok_or(GuestIoError::Unmapped)?;
+        let (sg, og) = (src.ptr_guard(), out.ptr_guard_mut());
+        let (sp, op) = (sg.as_ptr(), og.as_ptr());
+        // The guest may pass overlapping (or aliased) source and output: a shared and a
+        // mutable reference to the same bytes must not exist, so the source is copied then.
+        let overlap = (sp as usize) < (op as usize).wrapping_add(out.len())
+            && (op as usize) < (sp as usize).wrapping_add(src.len());
+        let mut copy = Vec::new();
+        // SAFETY: `out` is a bounds-checked slice of one mapped guest region of `out.len()`
+        // bytes that stays mapped while `self.mem` (an `Arc` of the memory the handler uses)
+        // lives, i.e. for the whole call, and `reset()` waits on the gate we hold, so the
+        // bytes still belong to this request's guest buffers. The source is distinct from it
+        // (checked above) and the event loop does not touch a request's output area while
+        // its job is in flight. What the host cannot exclude is the guest itself writing
+        // these bytes meanwhile, from a vCPU or by naming them in another in-flight request
+        // (guest memory is shared with the guest by nature; every VMM that hands guest
+        // buffers to host code has this). That can only garble this guest's own results:
+        // the bytes are plain `u8` with no invalid values, the code that runs on them (the
+        // RustCrypto AES-GCM and safe-Rust lz4_flex) takes every length and bound from the
+        // slice lengths, never from the data, and the device never reads the output back.
+        let dst = unsafe { std::slice::from_raw_parts_mut(op, out.len()) };
+        let input: &[u8] = if overlap {
+            copy.resize(src.len(), 0);
+            src.copy_to(&mut copy[..]);
+            &copy
+        } else {
+            // SAFETY: as for `dst`: a bounds-checked guest range of `src.len()` bytes,
+            // mapped for the call, not overlapping `dst`, only read here; concurrent guest
+            // writes can only change the guest's own result.
+            unsafe { std::slice::from_raw_parts(sp, src.len()) }
+        };
+        f(input, dst);
+        // Dirty-page logging (live migration) sees the write, after it happened.
+        out.bitmap().mark_dirty(0, out.len());
+        Ok(())
+    }
 }

@@ -1,11 +1,12 @@
 //! The virtio-accel device: configuration space, features and activation.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use vm_memory::endian::{Le16, Le32};
 use vm_memory::{ByteValued, GuestMemory};
 
 use super::backend::{Accelerator, Capabilities, TenantId};
+use super::chain::WriteGate;
 use super::handler::AccelHandler;
 use super::metrics::AccelMetrics;
 use super::protocol::{
@@ -84,6 +85,8 @@ impl Default for AccelConfig {
 pub(crate) struct State {
     /// Bumped by every reset; a handler from an older epoch stops touching guest memory.
     pub epoch: u64,
+    /// The epoch whose jobs may still write guest memory in place (see `WriteGate`).
+    pub gate: WriteGate,
     /// Sessions and SAs.
     pub tables: Tables,
 }
@@ -185,6 +188,7 @@ impl Accel {
             queue_sizes: vec![config.queue_size; layout.num_queues()],
             state: Arc::new(Mutex::new(State {
                 epoch: 0,
+                gate: Arc::new(RwLock::new(0)),
                 tables: Tables::new(max_sessions, max_sas).with_handle_prefix(config.tenant),
             })),
             metrics: Arc::new(AccelMetrics::default()),
@@ -220,7 +224,7 @@ impl Accel {
     }
 }
 
-impl<M: GuestMemory + Send + 'static> VirtioDevice<M> for Accel {
+impl<M: GuestMemory + Send + Sync + 'static> VirtioDevice<M> for Accel {
     fn device_type(&self) -> u32 {
         VIRTIO_ID_ACCEL
     }
@@ -295,6 +299,8 @@ impl<M: GuestMemory + Send + 'static> VirtioDevice<M> for Accel {
         // keys (in-flight jobs drop their references when they finish).
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.epoch += 1;
+        // Waits for an in-place job write in progress; later ones see the new epoch.
+        *st.gate.write().unwrap_or_else(|e| e.into_inner()) = st.epoch;
         st.tables.clear();
     }
 }

@@ -68,6 +68,8 @@ counters! {
     stale_completions,
     /// Interrupts raised.
     interrupts,
+    /// Encrypt requests submitted to run in place on guest memory (no host copies).
+    in_place,
 }
 
 impl AccelMetrics {

@@ -111,6 +111,18 @@ pub fn parse_data(
     kind: QueueKind,
     max_data: usize,
 ) -> Result<DataRequest, RequestError> {
+    parse_data_sized(buf, buf.len(), kind, max_data)
+}
+
+/// Like [`parse_data`] for a request of `total` readable bytes of which `buf` holds the
+/// first ones: at least everything before the source data (the source may stay in guest
+/// memory); `src` then extends past `buf`.
+pub fn parse_data_sized(
+    buf: &[u8],
+    total: usize,
+    kind: QueueKind,
+    max_data: usize,
+) -> Result<DataRequest, RequestError> {
     let hdr_len = size_of::<DataHdr>();
     let hdr: DataHdr = read_obj(buf, 0).ok_or(RequestError::ShortHeader(hdr_len))?;
     let opcode = hdr.opcode.to_native();
@@ -163,14 +175,18 @@ pub fn parse_data(
     }
     let key_len = if stateless { size_of::<CryptoKey>() } else { 0 };
     let expected = (hdr_len + key_len) as u64 + aad_len + src_len;
-    if expected != buf.len() as u64 {
+    if expected != total as u64 {
         return Err(RequestError::LengthMismatch {
             expected,
-            actual: buf.len(),
+            actual: total,
         });
     }
     let aad_start = hdr_len + key_len;
     let src_start = aad_start + aad_len as usize;
+    if src_start > buf.len() {
+        // The caller did not copy the key and AAD: nothing may index past `buf`.
+        return Err(RequestError::ShortHeader(src_start));
+    }
     let mut iv = [0u8; 12];
     iv.copy_from_slice(&hdr.iv[..12]);
     Ok(DataRequest {
@@ -182,7 +198,7 @@ pub fn parse_data(
         tag_len: tag_len as usize,
         key: stateless.then_some(hdr_len..aad_start),
         aad: aad_start..src_start,
-        src: src_start..buf.len(),
+        src: src_start..total,
     })
 }
 

@@ -4,6 +4,7 @@
 //! (aes-gcm's `zeroize` feature), so dropping the last `Arc<AeadKey>` wipes the key.
 
 use aes_gcm::aead::consts::{U4, U8, U12, U13, U14, U15};
+use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aes::{Aes128, Aes192, Aes256};
 use aes_gcm::{AeadInOut, Aes128Gcm, Aes256Gcm, AesGcm, KeyInit, Nonce, Tag};
 
@@ -144,6 +145,28 @@ impl AeadKey {
         })
     }
 
+    /// Encrypts `src` into `dst` (same length; they must not overlap, which `&`/`&mut`
+    /// guarantee) and writes the `tag_len`-byte tag to `tag_out[..tag_len]`.
+    pub fn seal_to(
+        &self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        src: &[u8],
+        dst: &mut [u8],
+        tag_len: usize,
+        tag_out: &mut [u8; 16],
+    ) -> Result<(), AeadError> {
+        let nonce = Nonce::<U12>::from(*iv);
+        with_cipher!(self, tag_len, |c| {
+            let buf = InOutBuf::new(src, &mut *dst).map_err(|_| AeadError::ShortInput)?;
+            let tag = c
+                .encrypt_inout_detached(&nonce, aad, buf)
+                .map_err(|_| AeadError::ShortInput)?;
+            tag_out[..tag_len].copy_from_slice(&tag);
+            Ok(())
+        })
+    }
+
     /// Verifies `tag` over `aad` and the ciphertext in `buf`, then decrypts `buf` in place.
     /// On a mismatch the contents of `buf` are unspecified and must not be released.
     pub fn open(
@@ -182,15 +205,13 @@ mod tests {
         let pt = hex(
             "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
         );
+        let ct = hex(
+            "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091",
+        );
         let mut buf = pt.clone();
         let mut tag = [0; 16];
         key.seal(&iv, &aad, &mut buf, 16, &mut tag).unwrap();
-        assert_eq!(
-            buf,
-            hex(
-                "42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091"
-            )
-        );
+        assert_eq!(buf, ct);
         assert_eq!(tag.to_vec(), hex("5bc94fbc3221a5db94fae95ae7121a47"));
         // A truncated tag is the prefix of the full one (NIST SP 800-38D §5.2.1.2).
         let mut buf8 = pt.clone();
@@ -201,6 +222,14 @@ mod tests {
         assert_eq!(buf8, pt);
         key.open(&iv, &aad, &mut buf, &tag).unwrap();
         assert_eq!(buf, pt);
+        // Out of place gives the same ciphertext and tag.
+        let mut out = vec![0; pt.len()];
+        let mut tag2 = [0; 16];
+        key.seal_to(&iv, &aad, &pt, &mut out, 16, &mut tag2)
+            .unwrap();
+        assert_eq!((&out, tag2), (&ct, tag));
+        key.open(&iv, &aad, &mut out, &tag2).unwrap();
+        assert_eq!(out, pt);
     }
 
     #[test]

@@ -34,6 +34,34 @@ pub fn execute(mut job: Job) -> JobResult {
                 }
             }
         }
+        JobOp::EncryptDirect {
+            key,
+            iv,
+            tag_len,
+            io,
+        } => {
+            let needed = src.len() + tag_len;
+            if needed > cap.min(io.out_len()) || io.src_len() != src.len() {
+                Err((Status::OutputTooSmall, needed as u32))
+            } else {
+                let aad = &job.buf[job.aad.clone()];
+                let mut sealed = Err(AeadError::ShortInput);
+                let io_result = io.with(&mut |input, out| {
+                    let (ct, rest) = out.split_at_mut(input.len());
+                    let mut tag = [0u8; 16];
+                    sealed = key.seal_to(iv, aad, input, ct, *tag_len, &mut tag);
+                    if sealed.is_ok() {
+                        rest[..*tag_len].copy_from_slice(&tag[..*tag_len]);
+                    }
+                });
+                match (io_result, sealed) {
+                    // The output is already in the guest: `out` describes the guest area.
+                    (Ok(()), Ok(())) => Ok((false, 0..needed)),
+                    (Ok(()), Err(e)) => Err((aead_status(e), 0)),
+                    (Err(_), _) => Err((Status::Err, 0)),
+                }
+            }
+        }
         JobOp::Decrypt { key, iv, tag_len } => {
             if src.len() < *tag_len {
                 Err((Status::BadMsg, 0))
@@ -61,6 +89,24 @@ pub fn execute(mut job: Job) -> JobResult {
                 _ => Err(CompressError::Level(u32::MAX)),
             };
             r.map(|n| (true, 0..n)).map_err(comp_status)
+        }
+        JobOp::CompressDirect { algo, level, io } => {
+            let bound = lz4_flex::block::get_maximum_output_size(src.len());
+            if *algo != COMP_LZ4 || *level != 0 || io.src_len() != src.len() {
+                Err((Status::NotSupp, 0))
+            } else if bound > cap.min(io.out_len()) {
+                Err((Status::OutputTooSmall, bound as u32))
+            } else {
+                // With room for the worst case LZ4 cannot fail, so no partial output can
+                // reach the guest on an error.
+                let mut r = Err(CompressError::OutputTooSmall(Some(bound)));
+                let io_result = io.with(&mut |input, out| r = compress::lz4_compress(input, out));
+                match (io_result, r) {
+                    (Ok(()), Ok(n)) => Ok((false, 0..n)),
+                    (Ok(()), Err(e)) => Err(comp_status(e)),
+                    (Err(_), _) => Err((Status::Err, 0)),
+                }
+            }
         }
         JobOp::Decompress { algo } => {
             let out = spare_of(&mut job.spare, cap);

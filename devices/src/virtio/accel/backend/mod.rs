@@ -1,7 +1,9 @@
 //! The accelerator backend: what a virtio-accel device hands its work to.
 //!
 //! The device parses a request, turns it into a [`Job`] that owns its bytes (no guest memory
-//! references), and submits it with a [`CompletionSink`]. A backend may run the job anywhere
+//! references, except the request's own source and output areas for the in-place operations
+//! [`JobOp::EncryptDirect`] and [`JobOp::CompressDirect`], behind [`GuestBuffers`]), and
+//! submits it with a [`CompletionSink`]. A backend may run the job anywhere
 //! (worker threads, hardware, a scheduler shared by several VMs keyed on [`Job::tenant`] and
 //! [`Job::cost`]) and later calls the sink exactly once with a [`JobResult`].
 
@@ -71,10 +73,60 @@ pub enum JobOp {
         /// Algorithm.
         algo: u32,
     },
+    /// AES-GCM seal straight from guest memory into guest memory (no host copy of the data):
+    /// `io` gives the source bytes and the output area (ciphertext then tag). [`Job::buf`]
+    /// holds the request's header and AAD only; [`Job::src`] has the source's length but
+    /// does not index `buf`. On success [`JobResult::out`] is `0..len` of the guest output
+    /// area, not of the result's `buf`.
+    EncryptDirect {
+        /// Expanded key.
+        key: Arc<AeadKey>,
+        /// 96-bit IV.
+        iv: [u8; 12],
+        /// Tag bytes to append.
+        tag_len: usize,
+        /// The guest source and output areas.
+        io: Box<dyn GuestBuffers>,
+    },
+    /// Compress straight from guest memory into guest memory, like
+    /// [`EncryptDirect`](JobOp::EncryptDirect) (same `buf`/`src`/`out` conventions). Only
+    /// for outputs that cannot fail midway (LZ4 with room for its worst case): the spec
+    /// forbids output bytes on an error status.
+    CompressDirect {
+        /// Algorithm.
+        algo: u32,
+        /// Level.
+        level: u32,
+        /// The guest source and output areas.
+        io: Box<dyn GuestBuffers>,
+    },
     /// ESP-encapsulate an inner packet with an outbound SA.
     EspEncap(Arc<Mutex<EspSa>>),
     /// Verify and decapsulate an ESP packet with an inbound SA.
     EspDecap(Arc<Mutex<EspSa>>),
+}
+
+/// Why a job could not reach the guest memory it was given.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GuestIoError {
+    /// The device was reset (or re-activated) since the job was submitted: its guest buffers
+    /// may belong to something else now.
+    #[error("device reset since the job was submitted")]
+    Stale,
+    /// The guest range is no longer one contiguous piece of mapped guest memory.
+    #[error("guest memory range unavailable")]
+    Unmapped,
+}
+
+/// Guest memory a job reads its source from and writes its output to, in place.
+pub trait GuestBuffers: Send + std::fmt::Debug {
+    /// Source length in bytes.
+    fn src_len(&self) -> usize;
+    /// Output area length in bytes.
+    fn out_len(&self) -> usize;
+    /// Runs `f` on the source bytes and the output area (lengths as above); nothing is
+    /// written to the guest unless this returns `Ok`.
+    fn with(&self, f: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<(), GuestIoError>;
 }
 
 /// One unit of work. It owns its buffer, so it can outlive the request's guest memory view.
@@ -140,6 +192,14 @@ impl JobResult {
 pub trait CompletionSink: Send + Sync {
     /// Delivers a result.
     fn complete(&self, result: JobResult);
+
+    /// Delivers several results at once (draining `results`), so a sink that wakes its owner
+    /// can do it once per batch instead of once per job. The default delivers them one by one.
+    fn complete_batch(&self, results: &mut Vec<JobResult>) {
+        for r in results.drain(..) {
+            self.complete(r);
+        }
+    }
 }
 
 /// Why a backend did not accept a job; the job is handed back.

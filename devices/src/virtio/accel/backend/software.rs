@@ -2,11 +2,12 @@
 //! run on a pool of worker threads so the VMM's event loop never does the heavy lifting.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use super::{Accelerator, Capabilities, CompletionSink, Job, SubmitError, execute};
+use super::{Accelerator, Capabilities, CompletionSink, Job, JobResult, SubmitError, execute};
 use crate::virtio::accel::esp_adapter;
 use crate::virtio::accel::protocol::{COMP_DEFLATE, COMP_LZ4, CRYPTO_AES_GCM};
 
@@ -83,16 +84,87 @@ impl SoftwareAccelerator {
     }
 }
 
+/// Results a worker may hold back before handing them to their sink.
+const MAX_HELD_RESULTS: usize = 32;
+/// How long the oldest held-back result may wait for the rest of its batch.
+const MAX_HOLD: Duration = Duration::from_micros(200);
+
+/// Held results are handed back before a job bigger than this runs (its run time would
+/// delay them).
+const HOLD_BEHIND_BYTES: u64 = 128 << 10;
+
+/// Results finished by one worker for one sink, delivered together.
+struct Held {
+    sink: Option<Arc<dyn CompletionSink>>,
+    results: Vec<JobResult>,
+    since: Instant,
+}
+
+impl Held {
+    fn flush(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.complete_batch(&mut self.results);
+        }
+        // A sink whose complete_batch left results behind must not get them twice.
+        self.results.clear();
+    }
+
+    fn push(&mut self, sink: Arc<dyn CompletionSink>, result: JobResult) {
+        // Results go back in batches per sink; a job for another sink ends the batch.
+        if self
+            .sink
+            .as_ref()
+            .is_some_and(|s| !std::ptr::addr_eq(Arc::as_ptr(s), Arc::as_ptr(&sink)))
+        {
+            self.flush();
+        }
+        if self.sink.is_none() {
+            self.since = Instant::now();
+            self.sink = Some(sink);
+        }
+        self.results.push(result);
+        if self.results.len() >= MAX_HELD_RESULTS || self.since.elapsed() >= MAX_HOLD {
+            self.flush();
+        }
+    }
+}
+
 fn worker(rx: &Mutex<Receiver<Work>>, queued: &AtomicUsize) {
+    let mut held = Held {
+        sink: None,
+        results: Vec::with_capacity(MAX_HELD_RESULTS),
+        since: Instant::now(),
+    };
     loop {
+        // While results are held, only look for more work without blocking: when the queue
+        // runs dry the batch goes out (the event loop is woken once per batch, not per job).
         // Holding the lock only while receiving lets the other workers run jobs meanwhile.
-        let next = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
+        // A busy lock means another worker waits in `recv` (the queue is empty) or takes the
+        // next job: either way this worker must not wait with results held.
+        let next = if held.sink.is_none() {
+            match rx.lock() {
+                Ok(rx) => rx.recv().map_err(|_| TryRecvError::Disconnected),
+                Err(_) => Err(TryRecvError::Disconnected),
+            }
+        } else {
+            match rx.try_lock() {
+                Ok(rx) => rx.try_recv(),
+                Err(TryLockError::WouldBlock) => Err(TryRecvError::Empty),
+                Err(TryLockError::Poisoned(_)) => Err(TryRecvError::Disconnected),
+            }
         };
-        let Ok((job, sink)) = next else { return };
-        queued.fetch_sub(1, Ordering::Relaxed);
-        sink.complete(execute(job));
+        match next {
+            Ok((job, sink)) => {
+                queued.fetch_sub(1, Ordering::Relaxed);
+                // Finished results do not wait behind a long job.
+                if job.cost() > HOLD_BEHIND_BYTES || held.since.elapsed() >= MAX_HOLD {
+                    held.flush();
+                }
+                held.push(sink, execute(job));
+            }
+            Err(TryRecvError::Empty) => held.flush(),
+            Err(TryRecvError::Disconnected) => return held.flush(),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::virtio::accel::protocol::{CtrlResp, IPSEC_ESP_AES_GCM, SaStats, Statu
 use crate::virtio::accel::request::{CtrlRequest, parse_ctrl};
 use crate::virtio::accel::session::Tables;
 
-impl<M: GuestMemory + Send> AccelHandler<M> {
+impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
     pub(super) fn control(&mut self, qpos: usize, mut sc: SplitChain, tables: &mut Tables) {
         let trailer = size_of::<CtrlResp>();
         if sc.writable.len() < trailer {
@@ -72,7 +72,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         let mut used = trailer;
         let mut ok = true;
         if let Some(s) = stats {
-            ok &= sc.writable.write_at(&self.mem, 0, s.as_slice()).is_ok();
+            ok &= sc.writable.write_at(&*self.mem, 0, s.as_slice()).is_ok();
             used += size_of::<SaStats>();
         }
         let resp = CtrlResp {
@@ -82,7 +82,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         };
         ok &= sc
             .writable
-            .write_at(&self.mem, sc.writable.len() - trailer, resp.as_slice())
+            .write_at(&*self.mem, sc.writable.len() - trailer, resp.as_slice())
             .is_ok();
         if !ok {
             self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);

@@ -5,6 +5,7 @@
 //! called from backend worker threads.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -16,18 +17,21 @@ use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 use zeroize::Zeroize;
 
 mod control;
+mod direct;
+
+use direct::DIRECT_MIN_BYTES;
 
 use super::backend::{
     Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
 };
-use super::chain::{ChainError, SplitChain, WritableArea, split_chain};
+use super::chain::{ChainError, SplitChain, WritableArea, WriteGate, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
 use super::protocol::{
     CryptoKey, DataHdr, DataResp, Status, VIRTIO_ACCEL_F_COMPRESSION, VIRTIO_ACCEL_F_CRYPTO,
     VIRTIO_ACCEL_F_IPSEC, VIRTIO_ACCEL_F_STATELESS,
 };
-use super::request::{DataOp, parse_data};
+use super::request::{DataOp, parse_data_sized};
 use super::session::{Tables, expand_key};
 use super::{OUTPUT_SLACK, QueueKind, QueueLayout};
 use crate::virtio::{ActivationContext, InterruptKind, VIRTIO_F_EVENT_IDX, VirtioInterrupt};
@@ -54,6 +58,43 @@ impl CompletionSink for Completions {
             let _ = self.evt.write(1);
         }
     }
+
+    fn complete_batch(&self, results: &mut Vec<JobResult>) {
+        if results.is_empty() {
+            return;
+        }
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let wake = done.is_empty();
+        done.append(results);
+        // A wakeup costs a syscall here and a context switch (an IPI when the event loop is
+        // idle on another CPU) there: one per batch, not one per job.
+        if wake {
+            let _ = self.evt.write(1);
+        }
+    }
+}
+
+/// Hashes the in-flight table's keys: tokens the device numbers itself (the guest cannot
+/// choose them, so no flooding), for which SipHash costs more than the lookup it serves.
+#[derive(Default)]
+struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: sequential tokens spread over all bits (hashbrown uses the
+        // top ones as tags, the low ones as bucket index).
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 struct HQueue {
@@ -72,11 +113,15 @@ struct InFlight {
     area: WritableArea,
     bytes_in: u64,
     held: usize,
+    /// The job writes its output into `area` itself (`JobOp::EncryptDirect` and co).
+    direct: bool,
 }
 
 /// Runs one activated virtio-accel device on the VMM's event loop.
 pub struct AccelHandler<M> {
-    mem: M,
+    /// Shared with in-place jobs, which keep the memory mapped while they run.
+    mem: Arc<M>,
+    gate: WriteGate,
     queues: Vec<HQueue>,
     interrupt: Arc<dyn VirtioInterrupt>,
     state: Arc<Mutex<State>>,
@@ -87,7 +132,7 @@ pub struct AccelHandler<M> {
     layout: QueueLayout,
     sink: Arc<Completions>,
     scratch: Vec<JobResult>,
-    inflight: HashMap<u64, InFlight>,
+    inflight: HashMap<u64, InFlight, BuildHasherDefault<TokenHasher>>,
     next_token: u64,
     pool: Vec<Vec<u8>>,
     metrics: Arc<AccelMetrics>,
@@ -100,7 +145,7 @@ pub struct AccelHandler<M> {
     acked: u64,
 }
 
-impl<M: GuestMemory + Send> AccelHandler<M> {
+impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         ctx: ActivationContext<M>,
@@ -132,8 +177,10 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 deferred: false,
             });
         }
+        let gate = state.lock().unwrap_or_else(|e| e.into_inner()).gate.clone();
         Ok(AccelHandler {
-            mem: ctx.mem,
+            mem: Arc::new(ctx.mem),
+            gate,
             queues,
             interrupt: ctx.interrupt,
             state,
@@ -147,7 +194,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 evt: EventFd::new(EFD_NONBLOCK)?,
             }),
             scratch: Vec::new(),
-            inflight: HashMap::new(),
+            inflight: HashMap::default(),
             next_token: 0,
             pool: Vec::new(),
             metrics,
@@ -187,7 +234,13 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         let max_readable = self.max_readable;
         let out_cap = self.max_data + OUTPUT_SLACK as usize;
         {
-            let (mem, q, pool) = (&self.mem, &mut self.queues[qpos], &mut self.pool);
+            let (mem, q, pool) = (&*self.mem, &mut self.queues[qpos], &mut self.pool);
+            // Data requests may leave a large source in guest memory (see `data`).
+            let defer = match q.kind {
+                // Nothing there runs in place: copy everything at once.
+                QueueKind::Control | QueueKind::Ipsec => usize::MAX,
+                _ => DIRECT_MIN_BYTES,
+            };
             // virtio 1.2 §2.7.10: suppress notifications while draining, then re-check.
             loop {
                 if q.queue.disable_notification(mem).is_err() {
@@ -199,9 +252,10 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                         break;
                     };
                     let buf = pool.pop().unwrap_or_default();
-                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable);
+                    let peek = size_of::<DataHdr>();
+                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable, defer, peek);
                     if let Ok(sc) = &r {
-                        let held = sc.readable.len() + sc.writable.len().min(out_cap);
+                        let held = sc.readable_len() + sc.writable.len().min(out_cap);
                         budget = budget.saturating_sub(held.max(1));
                     }
                     batch.push(r);
@@ -228,27 +282,28 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                     QueueKind::Control => self.control(qpos, sc, tables),
                     kind => self.data(qpos, kind, sc, tables),
                 },
-                Err((head, err, buf)) => {
-                    let m = &self.metrics;
-                    match err {
-                        ChainError::ReadableAfterWritable => &m.bad_direction,
-                        ChainError::TooManySegments | ChainError::ReadableTooLong(_) => {
-                            &m.chain_too_long
-                        }
-                        _ => &m.bad_address,
-                    }
-                    .fetch_add(1, Ordering::Relaxed);
-                    log::debug!("virtio-accel: dropping chain {head}: {err}");
-                    self.recycle(buf);
-                    self.add_used(qpos, head, 0);
-                }
+                Err((head, err, buf)) => self.drop_chain(qpos, head, err, buf),
             }
         }
     }
 
+    /// Answers a chain that cannot carry a request with an empty used entry.
+    fn drop_chain(&mut self, qpos: usize, head: u16, err: ChainError, buf: Vec<u8>) {
+        let m = &self.metrics;
+        match err {
+            ChainError::ReadableAfterWritable => &m.bad_direction,
+            ChainError::TooManySegments | ChainError::ReadableTooLong(_) => &m.chain_too_long,
+            _ => &m.bad_address,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        log::debug!("virtio-accel: dropping chain {head}: {err}");
+        self.recycle(buf);
+        self.add_used(qpos, head, 0);
+    }
+
     fn add_used(&mut self, qpos: usize, head: u16, len: u32) {
         let q = &mut self.queues[qpos];
-        if q.queue.add_used(&self.mem, head, len).is_err() {
+        if q.queue.add_used(&*self.mem, head, len).is_err() {
             self.metrics.add_used_failed.fetch_add(1, Ordering::Relaxed);
             q.broken = true;
         }
@@ -271,7 +326,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         };
         let trailer = size_of::<DataResp>();
         let used = if area
-            .write_at(&self.mem, area.len() - trailer, resp.as_slice())
+            .write_at(&*self.mem, area.len() - trailer, resp.as_slice())
             .is_ok()
         {
             trailer as u32
@@ -297,7 +352,8 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
         if self.acked & (1 << feature) == 0 {
             return Err(Status::NotSupp);
         }
-        let req = parse_data(&sc.readable, kind, self.max_data).map_err(|e| e.status())?;
+        let req = parse_data_sized(&sc.readable, sc.readable_len(), kind, self.max_data)
+            .map_err(|e| e.status())?;
         let op = match req.op {
             DataOp::Encrypt | DataOp::Decrypt => {
                 let key = match &req.key {
@@ -364,18 +420,35 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             return self.add_used(qpos, sc.head, 0);
         }
         let out_capacity = (sc.writable.len() - trailer).min(self.max_data + OUTPUT_SLACK as usize);
-        let (op, req) = match self.build_op(kind, &mut sc, tables) {
+        // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
+        // everything else (and one that does not qualify) gets the rest of its bytes copied.
+        // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
+        // everything else (and one that does not qualify) gets the rest of its bytes copied.
+        let mut io = self.in_place(kind, &mut sc, out_capacity);
+        if io.is_none()
+            && let Err(e) = sc.fill_all(&*self.mem)
+        {
+            return self.drop_chain(qpos, sc.head, e, sc.readable);
+        }
+        let (mut op, req) = match self.build_op(kind, &mut sc, tables) {
             Ok(x) => x,
             Err(status) => {
                 self.finish_now(qpos, sc.head, &sc.writable, status, 0);
                 return self.recycle(sc.readable);
             }
         };
+        let direct = self.make_direct(&mut op, &mut io);
         self.next_token += 1;
         let token = self.next_token;
         // AEAD works in place; only compression and ESP write into a second buffer. Handing a
         // pooled buffer to an in-place job would cost the next request a fresh allocation.
-        let in_place = matches!(op, JobOp::Encrypt { .. } | JobOp::Decrypt { .. });
+        let in_place = matches!(
+            op,
+            JobOp::Encrypt { .. }
+                | JobOp::Decrypt { .. }
+                | JobOp::EncryptDirect { .. }
+                | JobOp::CompressDirect { .. }
+        );
         let spare = if in_place {
             Vec::new()
         } else {
@@ -402,6 +475,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 area: sc.writable,
                 bytes_in,
                 held,
+                direct,
             },
         );
         let sink: Arc<dyn CompletionSink> = self.sink.clone();
@@ -438,17 +512,25 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
             let mut len = r.needed;
             let mut used = trailer;
             if status == Status::Ok {
-                let out = &r.buf[r.out.clone()];
-                if f.area.write_at(&self.mem, 0, out).is_ok() {
-                    len = out.len() as u32;
-                    used += out.len();
+                // An in-place job already wrote its output; `out` is its guest extent.
+                let written = if f.direct {
+                    (r.out.end <= f.area.len()).then_some(r.out.len())
+                } else {
+                    r.buf
+                        .get(r.out.clone())
+                        .filter(|out| f.area.write_at(&*self.mem, 0, out).is_ok())
+                        .map(|out| out.len())
+                };
+                if let Some(n) = written {
+                    len = n as u32;
+                    used += n;
                     self.metrics.requests_ok.fetch_add(1, Ordering::Relaxed);
                     self.metrics
                         .bytes_in
                         .fetch_add(f.bytes_in, Ordering::Relaxed);
                     self.metrics
                         .bytes_out
-                        .fetch_add(out.len() as u64, Ordering::Relaxed);
+                        .fetch_add(n as u64, Ordering::Relaxed);
                 } else {
                     // The output area was checked at parse time; only a memory change
                     // behind our back gets here.
@@ -463,7 +545,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 len: Le32::from(len),
             };
             if f.area
-                .write_at(&self.mem, f.area.len() - trailer, resp.as_slice())
+                .write_at(&*self.mem, f.area.len() - trailer, resp.as_slice())
                 .is_err()
             {
                 self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
@@ -482,7 +564,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
                 continue;
             }
             // virtio 1.2 §2.7.10: with EVENT_IDX only interrupt when the driver asked for it.
-            if q.queue.needs_notification(&self.mem).unwrap_or(true) {
+            if q.queue.needs_notification(&*self.mem).unwrap_or(true) {
                 self.metrics.interrupts.fetch_add(1, Ordering::Relaxed);
                 if self
                     .interrupt
@@ -545,7 +627,7 @@ impl<M: GuestMemory + Send> AccelHandler<M> {
     }
 }
 
-impl<M: GuestMemory + Send> crate::virtio::DeviceHandler for AccelHandler<M> {
+impl<M: GuestMemory + Send + Sync + 'static> crate::virtio::DeviceHandler for AccelHandler<M> {
     fn fds(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self.queues.iter().map(|q| q.kick.as_raw_fd()).collect();
         fds.push(self.sink.evt.as_raw_fd());

@@ -3,6 +3,7 @@
 
 mod compression;
 mod crypto;
+mod direct;
 mod ipsec;
 mod puff;
 mod robustness;
