@@ -370,7 +370,7 @@ impl crate::virtio::accel::Accelerator for PeakBackend {
 #[test]
 fn host_memory_in_flight_is_bounded_and_resumes() {
     // A worker-backed device allowed to pin 512 KiB, flooded with 20 requests of 64 KiB in and
-    // out: it never holds more than fits (4 requests of ~128 KiB), leaves the rest in the ring,
+    // out: it never holds more than fits in 512 KiB, leaves the rest in the ring,
     // and finishes all of them.
     let cfg = AccelConfig {
         max_inflight_bytes: 512 << 10,
@@ -403,8 +403,10 @@ fn host_memory_in_flight_is_bounded_and_resumes() {
     let used = h.wait_used(q, n - early);
     assert_eq!(used.len() + early, n);
     assert!(used.iter().all(|u| u.1 as usize == len + 16 + 8));
+    // Each job accounts for its output capacity (~64 KiB) plus what it copied: the copy path
+    // holds the payload too (~128 KiB each: 4 fit), in-place encryption only the header (8 fit).
     let peak = backend.peak.load(std::sync::atomic::Ordering::SeqCst);
-    assert!((1..=4).contains(&peak), "{peak} jobs held at once");
+    assert!((1..=8).contains(&peak), "{peak} jobs held at once");
 }
 
 /// A backend over quota: records what it was offered and refuses it, as a shared scheduler
