@@ -13,7 +13,7 @@
 //!   tenants, and checks its results after `flood` was killed mid-stream (`poweroff -f` with its
 //!   requests in flight: no driver teardown, no device reset; why not a kernel crash, and why no
 //!   bulk load after the kill: the nested test host loses busy guests, see [`mixed_scenario`]).
-//!   `capped` runs under a 2 MB/s bandwidth limit the whole time and holds a session whose
+//!   `capped` runs under a 0.5 MB/s bandwidth limit ([`CAP_BPS`]) the whole time and holds a session whose
 //!   handle `light` tries to use.
 //!
 //! Guests cannot see each other's clocks, so the phases are placed by sleeps with seconds of
@@ -234,7 +234,7 @@ fn hist_p99(windows: &[&str]) -> f64 {
 /// The scenario output for a failure message, small enough to be read whole in a CI log: a stats
 /// sample becomes `SAMPLE <t> vm=requests/queued/kB ...`, a latency window its count.
 fn compact_dump(out: &ScenarioOutput) -> String {
-    let mut text = String::new();
+    let mut text = String::from("(stats samples as vm=requests/queued/kB)\n");
     for line in out.lines() {
         let sample = line
             .strip_prefix("SAMPLE ")
@@ -267,10 +267,11 @@ fn compact_dump(out: &ScenarioOutput) -> String {
         }
         text.push('\n');
     }
-    format!(
-        "----- scenario output (status {}; stats samples as vm=requests/queued/kB) -----\n{text}----- end of scenario output -----",
-        out.status
-    )
+    ScenarioOutput {
+        stdout: text,
+        status: out.status,
+    }
+    .dump()
 }
 
 fn index_of(out: &ScenarioOutput, starts: &str) -> usize {
