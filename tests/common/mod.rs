@@ -205,9 +205,9 @@ pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput
 
 /// accelvm's line for a guest that triple-faulted, if any. In the test host (TCG emulating SVM
 /// for nested KVM) an L2 guest sometimes triple-faults with nothing on its console: once at boot
-/// before any accel request (a CI rehearsal), and often after a neighbouring L2 guest's kernel
-/// panicked, whether or not that one used the device (see tests/sharing/kvm_load.rs). On
-/// hardware there is no retry.
+/// before any accel request (a CI rehearsal), and often when it runs a sustained high-rate load
+/// beside another busy guest, even one in another accelvm process (see `mixed_scenario` in
+/// tests/sharing/kvm_load.rs). On hardware there is no retry.
 fn nested_triple_fault(out: &ScenarioOutput) -> Option<String> {
     out.lines()
         .find(|l| l.contains("accelvm: error:") && l.contains("the guest stopped (triple fault)"))

@@ -11,10 +11,9 @@
 //!   worker for the others, as docs/config.md advises, and a bandwidth limit keeps it from
 //!   taking a whole emulated CPU of the test host: see [`FLOOD_BPS`]), probes every handle of the other
 //!   tenants, and checks its results after `flood` was killed mid-stream (`poweroff -f` with its
-//!   requests in flight: no driver teardown, no device reset; a sysrq kernel crash is not used
-//!   because in the nested test host an L2 kernel panic makes the *other* guests fail, see
-//!   [`mixed_scenario`]).
-//!   `capped` runs under a 2 MB/s bandwidth limit the whole time and holds a session whose
+//!   requests in flight: no driver teardown, no device reset; why not a kernel crash, and why no
+//!   bulk load after the kill: the nested test host loses busy guests, see [`mixed_scenario`]).
+//!   `capped` runs under a 0.5 MB/s bandwidth limit ([`CAP_BPS`]) the whole time and holds a session whose
 //!   handle `light` tries to use.
 //!
 //! Guests cannot see each other's clocks, so the phases are placed by sleeps with seconds of
@@ -102,21 +101,20 @@ fn fair_scenario() -> String {
 
 /// The flooder is killed with `poweroff -f` while its load runs: the kernel powers off at once,
 /// with no driver teardown and requests in flight, which is what the device sees of a killed VM.
-/// It used to be a kernel crash (`echo c > /proc/sysrq-trigger`), but in the nested test host an
-/// L2 guest that ends abruptly breaks its neighbours. Scripted runs (a victim guest looping 4 KiB
-/// AES-GCM loads, a second guest ending beside it): after the neighbour's panic the victim
-/// triple-faulted or hung in 4 of 9 runs, on one shared accelerator, on two, or with a neighbour
-/// that never used the device; after `poweroff -f` of a neighbour running an unthrottled load, in
-/// 2 of 3 runs with both in one accelvm and 2 of 3 with the neighbour in *another accelvm
-/// process* (nothing shared but the test host's KVM); after `poweroff -f` of an idle neighbour,
-/// in 0 of 4. The test host's own kernel crashed once ("stack guard page" in a vCPU thread). So
-/// this is the platform. Here too, with the flooder (throttled to a few requests a second)
-/// killed by `poweroff -f`, `light` hung in 1 of 3 runs in a bulk load (4 KiB AES-GCM, 4 in
-/// flight) it ran after its probe, ~11 s after the kill, where the sysrq version triple-faulted
-/// (2 of 2 runs, and a CI rehearsal); every failure was in that unthrottled bulk load, never in
-/// the one-at-a-time latency loop or the rate-limited `capped` load that both run across the
-/// kill. So the answers after the kill are checked in those two, and `light` runs no bulk load.
-/// `kvm.rs` still checks how a guest panic is reported.
+/// It used to be a kernel crash (`echo c > /proc/sysrq-trigger`), and `light` ran an unthrottled
+/// bulk load (4 KiB AES-GCM, 4 in flight) after its probe; there, ~11 s after the kill, `light`
+/// triple-faulted (2 of 2 runs, and a CI rehearsal) or, with `poweroff -f`, hung (1 of 3). The
+/// nested test host does that to busy L2 guests. Scripted runs, a victim guest looping that bulk
+/// load beside a second guest: victim lost in 4 of 9 runs after the neighbour's kernel panic (one
+/// shared accelerator, two, or a neighbour without the device), 2 of 3 after `poweroff -f` of a
+/// neighbour running the same load, 2 of 3 with that neighbour in *another accelvm process*, 3 of
+/// 3 when that process was SIGKILLed and 2 of 3 when it was only SIGSTOPped (once before the
+/// stop), 0 of 4 when the neighbour had gone idle before it powered off; the test host's own
+/// kernel crashed 3 times ("stack guard page" in a vCPU thread). Nothing of accelvm is shared
+/// across processes, so this is the platform: two guests driving sustained high exit and
+/// interrupt rates at once. So the answers after the kill are checked in `light`'s one-at-a-time
+/// latency loop and `capped`'s rate-limited load, which both run across it (never lost in any
+/// run), and `light` runs no bulk load. `kvm.rs` still checks how a guest panic is reported.
 fn mixed_scenario() -> String {
     let mixed = format!(
         "{}{}{}{}",
@@ -236,7 +234,7 @@ fn hist_p99(windows: &[&str]) -> f64 {
 /// The scenario output for a failure message, small enough to be read whole in a CI log: a stats
 /// sample becomes `SAMPLE <t> vm=requests/queued/kB ...`, a latency window its count.
 fn compact_dump(out: &ScenarioOutput) -> String {
-    let mut text = String::new();
+    let mut text = String::from("(stats samples as vm=requests/queued/kB)\n");
     for line in out.lines() {
         let sample = line
             .strip_prefix("SAMPLE ")
@@ -269,10 +267,11 @@ fn compact_dump(out: &ScenarioOutput) -> String {
         }
         text.push('\n');
     }
-    format!(
-        "----- scenario output (status {}; stats samples as vm=requests/queued/kB) -----\n{text}----- end of scenario output -----",
-        out.status
-    )
+    ScenarioOutput {
+        stdout: text,
+        status: out.status,
+    }
+    .dump()
 }
 
 fn index_of(out: &ScenarioOutput, starts: &str) -> usize {

@@ -25,6 +25,20 @@ pub enum ExitReason {
     Failed(String),
 }
 
+impl std::fmt::Display for ExitReason {
+    /// A few words on why the VM stopped, for messages and stats.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitReason::Poweroff => f.write_str("poweroff"),
+            ExitReason::Reset => f.write_str("reboot or panic"),
+            ExitReason::TripleFault => f.write_str("triple fault"),
+            ExitReason::Signal(s) => write!(f, "signal {s}"),
+            ExitReason::StartupProbe => f.write_str("startup probe"),
+            ExitReason::Failed(m) => write!(f, "failure: {m}"),
+        }
+    }
+}
+
 /// Shared stop request: the first reason wins, an eventfd wakes the main thread.
 pub struct ExitSignal {
     reason: Mutex<Option<ExitReason>>,
@@ -69,5 +83,18 @@ impl ExitSignal {
     /// Readable once a stop is requested.
     pub fn eventfd(&self) -> &EventFd {
         &self.evt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_the_messages_and_the_test_harness_expect() {
+        assert_eq!(ExitReason::Reset.to_string(), "reboot or panic");
+        assert_eq!(ExitReason::TripleFault.to_string(), "triple fault");
+        assert_eq!(ExitReason::Signal(15).to_string(), "signal 15");
+        assert_eq!(ExitReason::Failed("x".into()).to_string(), "failure: x");
     }
 }

@@ -176,21 +176,10 @@ fn vm_status(r: &VmReport, single: bool) -> u8 {
         (true, None, reason) => {
             eprintln!(
                 "accelvm: error: {who}the guest stopped ({}) without reporting the command's exit status",
-                describe(reason)
+                reason
             );
             STATUS_ERROR
         }
         (false, _, _) => 0,
-    }
-}
-
-fn describe(reason: &ExitReason) -> &'static str {
-    match reason {
-        ExitReason::Poweroff => "poweroff",
-        ExitReason::Reset => "reboot or panic",
-        ExitReason::TripleFault => "triple fault",
-        ExitReason::Signal(_) => "signal",
-        ExitReason::StartupProbe => "startup probe",
-        ExitReason::Failed(_) => "failure",
     }
 }

@@ -332,7 +332,7 @@ impl Fleet {
                 Event::Done(i, r) => {
                     let stop = match &r {
                         Ok(o) => {
-                            set_state(i, format!("exited ({})", describe(&o.reason)));
+                            set_state(i, format!("exited ({})", o.reason));
                             matches!(o.reason, ExitReason::Signal(_)).then(|| o.reason.clone())
                         }
                         Err(e) => {
@@ -379,17 +379,5 @@ impl Fleet {
                 })
             })
             .collect())
-    }
-}
-
-/// A few words on why a VM stopped.
-pub fn describe(reason: &ExitReason) -> String {
-    match reason {
-        ExitReason::Poweroff => "poweroff".into(),
-        ExitReason::Reset => "reboot or panic".into(),
-        ExitReason::TripleFault => "triple fault".into(),
-        ExitReason::Signal(s) => format!("signal {s}"),
-        ExitReason::StartupProbe => "startup probe".into(),
-        ExitReason::Failed(m) => format!("failure: {m}"),
     }
 }
