@@ -129,32 +129,6 @@ impl Held {
     }
 }
 
-/// How long an idle worker polls for the next job before it sleeps. A driver that keeps a
-/// queue busy submits its next batch soon after the last completion; waking a sleeping
-/// thread costs tens of microseconds on a virtualized host (an IPI to a halted vCPU), which
-/// is the bulk of the worker path's per-batch overhead.
-const IDLE_POLL: Duration = Duration::from_micros(50);
-
-/// Looks for a job without sleeping for up to [`IDLE_POLL`].
-fn poll_briefly(rx: &Mutex<Receiver<Work>>) -> Result<Work, TryRecvError> {
-    let start = Instant::now();
-    loop {
-        match rx.try_lock() {
-            Ok(rx) => match rx.try_recv() {
-                Err(TryRecvError::Empty) => {}
-                other => return other,
-            },
-            // Another worker is receiving: let it, and sleep in `recv` after the poll.
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Poisoned(_)) => return Err(TryRecvError::Disconnected),
-        }
-        if start.elapsed() >= IDLE_POLL {
-            return Err(TryRecvError::Empty);
-        }
-        std::hint::spin_loop();
-    }
-}
-
 fn worker(rx: &Mutex<Receiver<Work>>, queued: &AtomicUsize) {
     let mut held = Held {
         sink: None,
@@ -168,12 +142,9 @@ fn worker(rx: &Mutex<Receiver<Work>>, queued: &AtomicUsize) {
         // A busy lock means another worker waits in `recv` (the queue is empty) or takes the
         // next job: either way this worker must not wait with results held.
         let next = if held.sink.is_none() {
-            match poll_briefly(rx) {
-                Err(TryRecvError::Empty) => match rx.lock() {
-                    Ok(rx) => rx.recv().map_err(|_| TryRecvError::Disconnected),
-                    Err(_) => Err(TryRecvError::Disconnected),
-                },
-                other => other,
+            match rx.lock() {
+                Ok(rx) => rx.recv().map_err(|_| TryRecvError::Disconnected),
+                Err(_) => Err(TryRecvError::Disconnected),
             }
         } else {
             match rx.try_lock() {
