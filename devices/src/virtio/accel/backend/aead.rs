@@ -167,6 +167,27 @@ impl AeadKey {
         })
     }
 
+    /// Verifies `tag` over `aad` and `src`, then decrypts `src` into `dst` (of the same
+    /// length). On a mismatch nothing is written to `dst`: aes-gcm compares the tag before
+    /// it runs the keystream. (`src` is read twice, for the tag and to decrypt: a guest that
+    /// rewrites its own ciphertext meanwhile only garbles its own plaintext.)
+    pub fn open_to(
+        &self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        src: &[u8],
+        tag: &[u8],
+        dst: &mut [u8],
+    ) -> Result<(), AeadError> {
+        let nonce = Nonce::<U12>::from(*iv);
+        with_cipher!(self, tag.len(), |c| {
+            let tag = Tag::try_from(tag).map_err(|_| AeadError::TagLength(tag.len()))?;
+            let buf = InOutBuf::new(src, &mut *dst).map_err(|_| AeadError::ShortInput)?;
+            c.decrypt_inout_detached(&nonce, aad, buf, &tag)
+                .map_err(|_| AeadError::TagMismatch)
+        })
+    }
+
     /// Verifies `tag` over `aad` and the ciphertext in `buf`, then decrypts `buf` in place.
     /// On a mismatch the contents of `buf` are unspecified and must not be released.
     pub fn open(

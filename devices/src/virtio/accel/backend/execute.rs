@@ -62,6 +62,33 @@ pub fn execute(mut job: Job) -> JobResult {
                 }
             }
         }
+        JobOp::DecryptDirect {
+            key,
+            iv,
+            tag_len,
+            io,
+        } => {
+            if src.len() < *tag_len || io.src_len() != src.len() {
+                Err((Status::BadMsg, 0))
+            } else {
+                let plain = src.len() - tag_len;
+                if plain > cap.min(io.out_len()) {
+                    Err((Status::OutputTooSmall, plain as u32))
+                } else {
+                    let aad = &job.buf[job.aad.clone()];
+                    let mut opened = Err(AeadError::ShortInput);
+                    let io_result = io.with(&mut |input, out| {
+                        let (ct, tag) = input.split_at(plain);
+                        opened = key.open_to(iv, aad, ct, tag, &mut out[..plain]);
+                    });
+                    match (io_result, opened) {
+                        (Ok(()), Ok(())) => Ok((false, 0..plain)),
+                        (Ok(()), Err(e)) => Err((aead_status(e), 0)),
+                        (Err(_), _) => Err((Status::Err, 0)),
+                    }
+                }
+            }
+        }
         JobOp::Decrypt { key, iv, tag_len } => {
             if src.len() < *tag_len {
                 Err((Status::BadMsg, 0))

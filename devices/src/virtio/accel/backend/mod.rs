@@ -2,7 +2,7 @@
 //!
 //! The device parses a request, turns it into a [`Job`] that owns its bytes (no guest memory
 //! references, except the request's own source and output areas for the in-place operations
-//! [`JobOp::EncryptDirect`] and [`JobOp::CompressDirect`], behind [`GuestBuffers`]), and
+//! [`JobOp::EncryptDirect`], [`JobOp::DecryptDirect`] and [`JobOp::CompressDirect`], behind [`GuestBuffers`]), and
 //! submits it with a [`CompletionSink`]. A backend may run the job anywhere
 //! (worker threads, hardware, a scheduler shared by several VMs keyed on [`Job::tenant`] and
 //! [`Job::cost`]) and later calls the sink exactly once with a [`JobResult`].
@@ -84,6 +84,20 @@ pub enum JobOp {
         /// 96-bit IV.
         iv: [u8; 12],
         /// Tag bytes to append.
+        tag_len: usize,
+        /// The guest source and output areas.
+        io: Box<dyn GuestBuffers>,
+    },
+    /// AES-GCM open straight from guest memory into guest memory, like
+    /// [`EncryptDirect`](JobOp::EncryptDirect): `io`'s source is the ciphertext then the
+    /// tag, its output the plaintext area. The tag is checked before any plaintext is
+    /// written, so a mismatch leaves the guest output untouched.
+    DecryptDirect {
+        /// Expanded key.
+        key: Arc<AeadKey>,
+        /// 96-bit IV.
+        iv: [u8; 12],
+        /// Tag bytes at the end of the source.
         tag_len: usize,
         /// The guest source and output areas.
         io: Box<dyn GuestBuffers>,

@@ -1,4 +1,4 @@
-//! Encrypt and LZ4 compress requests served in place: the source is read from and the output
+//! Encrypt, decrypt and LZ4 compress requests served in place: the source is read from and the output
 //! written to guest memory by the job itself, without the two host copies of the copy path.
 
 use std::sync::atomic::Ordering;
@@ -10,16 +10,16 @@ use crate::virtio::accel::QueueKind;
 use crate::virtio::accel::backend::JobOp;
 use crate::virtio::accel::chain::{DirectIo, SplitChain};
 use crate::virtio::accel::protocol::{
-    COMP_LZ4, CryptoKey, DataHdr, OP_COMPRESS, OP_ENCRYPT, REQ_F_STATELESS,
+    COMP_LZ4, CryptoKey, DataHdr, OP_COMPRESS, OP_DECRYPT, OP_ENCRYPT, REQ_F_STATELESS,
 };
 
-/// Encrypt sources of at least this many bytes, in one descriptor, are read from and the
-/// ciphertext written to guest memory in place instead of through host copies: below it the
+/// AES-GCM and LZ4 sources of at least this many bytes, in one descriptor, are read from and
+/// the output written to guest memory in place instead of through host copies: below it the
 /// copies cost less than setting that up.
 pub(super) const DIRECT_MIN_BYTES: usize = 2048;
 
 impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
-    /// For an encrypt (or LZ4 compress) request whose source fills the uncopied rest of its
+    /// For an encrypt, decrypt (or LZ4 compress) request whose source fills the uncopied rest of its
     /// last readable descriptor and whose whole output fits the first writable descriptor:
     /// where the source starts and the output area's length. Only a shortcut: the request is
     /// still fully validated by `build_op`.
@@ -40,6 +40,9 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             (QueueKind::Crypto, OP_ENCRYPT) => {
                 src_len.checked_add(hdr.tag_len.to_native() as usize)?
             }
+            (QueueKind::Crypto, OP_DECRYPT) => {
+                src_len.checked_sub(hdr.tag_len.to_native() as usize)?
+            }
             // Room for LZ4's worst case: compressing into the guest cannot fail midway.
             (QueueKind::Compression, OP_COMPRESS)
                 if hdr.algo.to_native() == COMP_LZ4 && hdr.level.to_native() == 0 =>
@@ -57,7 +60,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             .then_some((src_start, out_len))
     }
 
-    /// Copies what an in-place encrypt needs (header, key, AAD) and returns its guest
+    /// Copies what an in-place job needs (header, key, AAD) and returns its guest
     /// buffers; `None` if the request does not qualify (the caller then copies the rest).
     pub(super) fn in_place(
         &self,
@@ -78,7 +81,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         )
     }
 
-    /// Turns a validated `Encrypt` (or LZ4 `Compress`) into its in-place form when `io` is
+    /// Turns a validated `Encrypt`, `Decrypt` (or LZ4 `Compress`) into its in-place form when `io` is
     /// set; true if it did.
     pub(super) fn make_direct(&self, op: &mut JobOp, io: &mut Option<DirectIo<M>>) -> bool {
         let Some(io) = io.take() else {
@@ -87,6 +90,12 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         let io = Box::new(io);
         *op = match &*op {
             JobOp::Encrypt { key, iv, tag_len } => JobOp::EncryptDirect {
+                key: key.clone(),
+                iv: *iv,
+                tag_len: *tag_len,
+                io,
+            },
+            JobOp::Decrypt { key, iv, tag_len } => JobOp::DecryptDirect {
                 key: key.clone(),
                 iv: *iv,
                 tag_len: *tag_len,

@@ -447,6 +447,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             JobOp::Encrypt { .. }
                 | JobOp::Decrypt { .. }
                 | JobOp::EncryptDirect { .. }
+                | JobOp::DecryptDirect { .. }
                 | JobOp::CompressDirect { .. }
         );
         let spare = if in_place {

@@ -178,3 +178,52 @@ fn stale_in_place_job_does_not_write() {
     assert!(DirectIo::new(mem.clone(), gate.clone(), 1, beyond, (GuestAddress(0), 8)).is_none());
     assert!(DirectIo::new(mem, gate, 1, (GuestAddress(0), 8), beyond).is_none());
 }
+
+/// Decrypts of 2 KiB and more in one descriptor run in place: the same plaintext as the copy
+/// path, and a bad tag leaves the guest's output area as it was (no plaintext released).
+#[test]
+fn in_place_decrypt_matches_copy_path_and_releases_nothing_on_a_bad_tag() {
+    for workers in [0, 1] {
+        let mut h = Harness::new(workers);
+        let (_, sess) = h.create_session(&KEY);
+        let q = h.queue_index(QueueKind::Crypto);
+        for n in [2048, 20000, 65536] {
+            let (pt, aad, iv) = (plaintext(n), b"esp header".to_vec(), [n as u8 ^ 1; 12]);
+            let ct = sealed(&pt, &aad, &iv);
+            let req = crypto_req(OP_DECRYPT, sess, None, &iv, &aad, &ct, 16);
+            let before = h.dev.metrics().in_place.load(Ordering::Relaxed);
+            let d = h.data(QueueKind::Crypto, &req, n);
+            assert_eq!((d.status, d.len), (Status::Ok as u32, n as u32));
+            assert_eq!(d.out, pt, "{n} bytes in place, workers {workers}");
+            let m = h.dev.metrics();
+            assert_eq!(m.in_place.load(Ordering::Relaxed), before + 1);
+            // Copied: the ciphertext crosses a descriptor boundary.
+            let cut = req.len() - n / 2;
+            let (r1, r2) = (h.alloc(&req[..cut]), h.alloc(&req[cut..]));
+            let (o, t) = (h.alloc_out(n), h.alloc_out(8));
+            h.push_chain(
+                q,
+                &[
+                    (r1, cut as u32, false),
+                    (r2, (req.len() - cut) as u32, false),
+                    (o, n as u32, true),
+                    (t, 8, true),
+                ],
+            );
+            h.kick(q);
+            assert_eq!(h.wait_used(q, 1).len(), 1);
+            let mut out = vec![0; n];
+            h.mem.read_slice(&mut out, GuestAddress(o)).unwrap();
+            assert_eq!(out, pt, "{n} bytes copied, workers {workers}");
+            assert_eq!(m.in_place.load(Ordering::Relaxed), before + 1, "copy path");
+            // A flipped ciphertext bit: in place, and nothing reaches the output.
+            let mut bad = req.clone();
+            let last = bad.len() - 17;
+            bad[last] ^= 1;
+            let d = h.data(QueueKind::Crypto, &bad, n);
+            assert_eq!(d.status, Status::AuthFailed as u32, "{n} bytes, bad tag");
+            assert!(d.out.iter().all(|&b| b == POISON), "plaintext released");
+            assert_eq!(m.in_place.load(Ordering::Relaxed), before + 2);
+        }
+    }
+}
