@@ -188,20 +188,28 @@ pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput
         Mode::Testhost => {
             // A panicking scenario poisons the lock; the next one may still run.
             let _turn = TESTHOST_TURN.lock().unwrap_or_else(|e| e.into_inner());
-            let out = run_testhost(script, opts);
-            match nested_triple_fault(&out) {
-                Some(line) => {
-                    eprintln!(
-                        "platform retry: {line:?} (a silent L2 triple fault under TCG-emulated SVM); \
-                         running the scenario again in a fresh test host"
-                    );
-                    run_testhost(script, opts)
-                }
-                None => out,
+            let mut out = run_testhost(script, opts);
+            for attempt in 2..=TRIPLE_FAULT_ATTEMPTS {
+                let Some(line) = nested_triple_fault(&out) else {
+                    break;
+                };
+                eprintln!(
+                    "platform retry: {line:?} (a silent L2 triple fault under TCG-emulated SVM); \
+                     running the scenario again in a fresh test host (attempt {attempt} of \
+                     {TRIPLE_FAULT_ATTEMPTS})"
+                );
+                out = run_testhost(script, opts);
             }
+            out
         }
     }
 }
+
+/// Runs of one scenario while accelvm reports an L2 triple fault: the sharing tests' mixed
+/// scenario lost a guest this way in about 1 run of 3 in some sessions (on main and with the
+/// in-place datapath alike), and one rerun is thin margin for that rate. A real accelvm bug that
+/// triple-faults a guest does so in every run and still fails the test.
+const TRIPLE_FAULT_ATTEMPTS: u32 = 3;
 
 /// accelvm's line for a guest that triple-faulted, if any. In the test host (TCG emulating SVM
 /// for nested KVM) an L2 guest sometimes triple-faults with nothing on its console: once at boot
