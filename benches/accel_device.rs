@@ -12,7 +12,7 @@
 //! best of 9 interleaved 40 ms slices per variant); `ACCEL_BENCH_TABLE_ONLY=1` prints only the
 //! table, `ACCEL_BENCH_ROUNDS=N` takes the best of N slices, `ACCEL_BENCH_BATCH=N` submits N
 //! requests per notification (default 32). "inline" runs every job on the event-loop thread (`SoftwareAccelerator::new(0)`),
-//! "worker" is the default VMM setup (`new(1)`: jobs above 2 KiB go to a worker thread).
+//! "worker" is the default VMM setup (`new(1)`: jobs above 4 KiB go to a worker thread).
 
 use std::hint::black_box;
 use std::sync::Arc;
