@@ -20,6 +20,28 @@ fn sealed(pt: &[u8], aad: &[u8], iv: &[u8; 12]) -> Vec<u8> {
     ct
 }
 
+/// Sends `req` with its last `tail` bytes in a second readable descriptor (so the device
+/// copies it) and `out_len` bytes of output room; returns that output once it completed.
+fn split_request(h: &mut Harness, q: u16, req: &[u8], tail: usize, out_len: usize) -> Vec<u8> {
+    let cut = req.len() - tail;
+    let (r1, r2) = (h.alloc(&req[..cut]), h.alloc(&req[cut..]));
+    let (o, t) = (h.alloc_out(out_len), h.alloc_out(8));
+    h.push_chain(
+        q,
+        &[
+            (r1, cut as u32, false),
+            (r2, (req.len() - cut) as u32, false),
+            (o, out_len as u32, true),
+            (t, 8, true),
+        ],
+    );
+    h.kick(q);
+    assert_eq!(h.wait_used(q, 1).len(), 1);
+    let mut out = vec![0; out_len];
+    h.mem.read_slice(&mut out, GuestAddress(o)).unwrap();
+    out
+}
+
 fn plaintext(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 + 7) as u8).collect()
 }
@@ -44,22 +66,7 @@ fn in_place_and_copied_encrypts_agree() {
             let m = h.dev.metrics();
             let in_place = m.in_place.load(Ordering::Relaxed);
             // Copied: the source crosses a descriptor boundary.
-            let cut = req.len() - n / 2;
-            let (r1, r2) = (h.alloc(&req[..cut]), h.alloc(&req[cut..]));
-            let (o, t) = (h.alloc_out(n + 16), h.alloc_out(8));
-            h.push_chain(
-                q,
-                &[
-                    (r1, cut as u32, false),
-                    (r2, (req.len() - cut) as u32, false),
-                    (o, n as u32 + 16, true),
-                    (t, 8, true),
-                ],
-            );
-            h.kick(q);
-            assert_eq!(h.wait_used(q, 1).len(), 1);
-            let mut out = vec![0; n + 16];
-            h.mem.read_slice(&mut out, GuestAddress(o)).unwrap();
+            let out = split_request(&mut h, q, &req, n / 2, n + 16);
             assert_eq!(out, expected, "{n} bytes copied, workers {workers}");
             assert_eq!(m.in_place.load(Ordering::Relaxed), in_place, "copy path");
         }
@@ -198,22 +205,7 @@ fn in_place_decrypt_matches_copy_path_and_releases_nothing_on_a_bad_tag() {
             let m = h.dev.metrics();
             assert_eq!(m.in_place.load(Ordering::Relaxed), before + 1);
             // Copied: the ciphertext crosses a descriptor boundary.
-            let cut = req.len() - n / 2;
-            let (r1, r2) = (h.alloc(&req[..cut]), h.alloc(&req[cut..]));
-            let (o, t) = (h.alloc_out(n), h.alloc_out(8));
-            h.push_chain(
-                q,
-                &[
-                    (r1, cut as u32, false),
-                    (r2, (req.len() - cut) as u32, false),
-                    (o, n as u32, true),
-                    (t, 8, true),
-                ],
-            );
-            h.kick(q);
-            assert_eq!(h.wait_used(q, 1).len(), 1);
-            let mut out = vec![0; n];
-            h.mem.read_slice(&mut out, GuestAddress(o)).unwrap();
+            let out = split_request(&mut h, q, &req, n / 2, n);
             assert_eq!(out, pt, "{n} bytes copied, workers {workers}");
             assert_eq!(m.in_place.load(Ordering::Relaxed), before + 1, "copy path");
             // A flipped ciphertext bit: in place, and nothing reaches the output.
