@@ -11,7 +11,8 @@
 //! criterion's numbers and then a summary table (throughput ratio and per-request overhead,
 //! best of 9 interleaved 40 ms slices per variant); `ACCEL_BENCH_TABLE_ONLY=1` prints only the
 //! table, `ACCEL_BENCH_ROUNDS=N` takes the best of N slices, `ACCEL_BENCH_BATCH=N` submits N
-//! requests per notification (default 32). "inline" runs every job on the event-loop thread (`SoftwareAccelerator::new(0)`),
+//! requests per notification (default 32), `ACCEL_BENCH_SIZES=64,16384` and `ACCEL_BENCH_OPS=lz4`
+//! pick sizes and operations. "inline" runs every job on the event-loop thread (`SoftwareAccelerator::new(0)`),
 //! "worker" is the default VMM setup (`new(1)`: jobs above 4 KiB go to a worker thread).
 
 use std::hint::black_box;
@@ -417,6 +418,21 @@ fn sizes() -> Vec<usize> {
         .collect()
 }
 
+/// The operations to run: `ACCEL_BENCH_OPS=lz4` picks those whose name contains one of the
+/// comma-separated words.
+fn ops() -> Vec<Op> {
+    let pick = std::env::var("ACCEL_BENCH_OPS").unwrap_or_default();
+    let words: Vec<&str> = pick
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    [Op::Gcm, Op::GcmDecrypt, Op::Lz4]
+        .into_iter()
+        .filter(|&op| words.is_empty() || words.iter().any(|w| name(op).contains(w)))
+        .collect()
+}
+
 fn table() {
     println!(
         "\nvirtio-accel device path vs direct library call ({} requests per notification)",
@@ -434,7 +450,7 @@ fn table() {
         "{:<18} {:>6} {:>8} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6}",
         "", "bytes", "MB/s", "ratio", "ovh", "ratio", "ovh", "ratio", "ovh"
     );
-    for op in [Op::Gcm, Op::GcmDecrypt, Op::Lz4] {
+    for op in ops() {
         for size in sizes() {
             let mut d = Direct::new(op, size);
             let mut i = Rig::new(0, op, size);

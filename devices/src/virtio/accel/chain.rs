@@ -7,8 +7,10 @@
 use std::sync::{Arc, RwLock};
 
 use virtio_queue::DescriptorChain;
-use vm_memory::bitmap::Bitmap;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions, VolatileSlice};
+use vm_memory::bitmap::BitmapSlice;
+use vm_memory::{
+    Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, Permissions, VolatileSlice,
+};
 
 use super::backend::{GuestBuffers, GuestIoError};
 
@@ -38,6 +40,40 @@ pub enum ChainError {
     Memory(#[source] vm_memory::GuestMemoryError),
 }
 
+/// Reads `buf.len()` bytes at `addr`. One region lookup when the range lies in one region of
+/// plain guest memory (the usual case, and a per-request cost: vm-memory's generic `Bytes`
+/// path walks a slice iterator); otherwise vm-memory's general, equally bounds-checked path.
+fn read_guest<M: GuestMemory + ?Sized>(
+    mem: &M,
+    addr: GuestAddress,
+    buf: &mut [u8],
+) -> Result<(), vm_memory::GuestMemoryError> {
+    if let Some(s) = mem
+        .physical_memory()
+        .and_then(|pm| GuestMemoryBackend::get_slice(pm, addr, buf.len()).ok())
+    {
+        s.copy_to(buf);
+        return Ok(());
+    }
+    mem.read_slice(buf, addr)
+}
+
+/// Writes `data` at `addr` (see [`read_guest`]); the slice marks the pages dirty.
+fn write_guest<M: GuestMemory + ?Sized>(
+    mem: &M,
+    addr: GuestAddress,
+    data: &[u8],
+) -> Result<(), vm_memory::GuestMemoryError> {
+    if let Some(s) = mem
+        .physical_memory()
+        .and_then(|pm| GuestMemoryBackend::get_slice(pm, addr, data.len()).ok())
+    {
+        s.copy_from(data);
+        return Ok(());
+    }
+    mem.write_slice(data, addr)
+}
+
 /// A contiguous guest-physical range.
 #[derive(Clone, Copy, Debug)]
 struct Segment {
@@ -45,10 +81,46 @@ struct Segment {
     len: usize,
 }
 
+/// Segments of one chain: the first two inline (almost every request has one or two per
+/// direction), the rest on the heap, so a request costs no allocation for its bookkeeping.
+#[derive(Debug, Default)]
+struct Segments {
+    inline: [Option<Segment>; 2],
+    more: Vec<Segment>,
+}
+
+impl Segments {
+    fn push(&mut self, seg: Segment) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(seg),
+            None => self.more.push(seg),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Segment> {
+        self.inline.iter().flatten().chain(&self.more)
+    }
+
+    fn first(&self) -> Option<&Segment> {
+        self.inline[0].as_ref()
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Segment> {
+        match self.more.last_mut() {
+            Some(s) => Some(s),
+            None => self.inline.iter_mut().rev().flatten().next(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inline[0].is_none()
+    }
+}
+
 /// The device-writable part of a chain, written when the request completes.
 #[derive(Debug, Default)]
 pub struct WritableArea {
-    segs: Vec<Segment>,
+    segs: Segments,
     len: usize,
 }
 
@@ -82,7 +154,7 @@ impl WritableArea {
         {
             return Err(ChainError::WriteOutOfArea);
         }
-        for seg in &self.segs {
+        for seg in self.segs.iter() {
             if data.is_empty() {
                 break;
             }
@@ -95,8 +167,7 @@ impl WritableArea {
                 .addr
                 .checked_add(offset as u64)
                 .ok_or(ChainError::OutOfMemory(seg.addr.0))?;
-            mem.write_slice(&data[..n], addr)
-                .map_err(ChainError::Memory)?;
+            write_guest(mem, addr, &data[..n]).map_err(ChainError::Memory)?;
             data = &data[n..];
             offset = 0;
         }
@@ -149,7 +220,7 @@ impl SplitChain {
             return Ok(());
         }
         self.readable.resize(have + n, 0);
-        if let Err(e) = mem.read_slice(&mut self.readable[have..], tail.addr) {
+        if let Err(e) = read_guest(mem, tail.addr, &mut self.readable[have..]) {
             // Keep `readable` and `tail` adjacent, so a retry reads the same bytes again.
             self.readable.truncate(have);
             return Err(ChainError::Memory(e));
@@ -167,6 +238,9 @@ impl SplitChain {
     }
 }
 
+/// A split chain, or why it cannot carry a request (with its head and the buffer handed in).
+pub type SplitResult = Result<SplitChain, (u16, ChainError, Vec<u8>)>;
+
 /// Walks `chain`, checks direction order, counts and bounds (the readable part is at most
 /// `max_readable`, itself capped at [`MAX_READABLE_BYTES`]), and copies the readable part
 /// into `buf` (reused to avoid an allocation per request; `slack` extra bytes of capacity are
@@ -182,7 +256,7 @@ pub fn split_chain<M, T>(
     max_readable: usize,
     defer: usize,
     peek: usize,
-) -> Result<SplitChain, (u16, ChainError, Vec<u8>)>
+) -> SplitResult
 where
     M: GuestMemory + ?Sized,
     T: std::ops::Deref,
@@ -190,7 +264,7 @@ where
 {
     let head = chain.head_index();
     let max_readable = max_readable.min(MAX_READABLE_BYTES);
-    let mut readable: Vec<Segment> = Vec::new();
+    let mut readable = Segments::default();
     let mut writable = WritableArea::default();
     let mut rlen = 0usize;
     for (n, desc) in chain.enumerate() {
@@ -199,16 +273,20 @@ where
         }
         let addr = desc.addr();
         let len = desc.len() as usize;
-        // Every segment must lie in guest memory before we touch it or promise to write it.
-        let access = if desc.is_write_only() {
-            vm_memory::Permissions::Write
-        } else {
-            vm_memory::Permissions::Read
-        };
-        if !mem.check_range(addr, len, access) {
-            return Err((head, ChainError::OutOfMemory(addr.0), buf));
-        }
+        // The writable area must lie in guest memory before we promise to write it. Readable
+        // segments are checked by the reads below (copied) or when the job maps them (left
+        // in place): each is read through vm-memory or not at all.
         if desc.is_write_only() {
+            let fits = mem.physical_memory().map_or_else(
+                || mem.check_range(addr, len, Permissions::Write),
+                |pm| {
+                    pm.get_slice(addr, len).is_ok()
+                        || GuestMemoryBackend::check_range(pm, addr, len)
+                },
+            );
+            if !fits {
+                return Err((head, ChainError::OutOfMemory(addr.0), buf));
+            }
             // The whole area is recorded (the trailer sits at its very end); how much of it
             // the device fills is capped by the caller. Segment count bounds the sum.
             writable.segs.push(Segment { addr, len });
@@ -245,8 +323,8 @@ where
         buf.truncate(copy);
     }
     let mut off = 0;
-    for seg in &readable {
-        if let Err(e) = mem.read_slice(&mut buf[off..off + seg.len], seg.addr) {
+    for seg in readable.iter() {
+        if let Err(e) = read_guest(mem, seg.addr, &mut buf[off..off + seg.len]) {
             return Err((head, ChainError::Memory(e), buf));
         }
         off += seg.len;
@@ -264,11 +342,24 @@ where
 /// epoch, so it waits for a write in progress and no write of the old epoch follows it.
 pub type WriteGate = Arc<RwLock<u64>>;
 
+/// What in-place jobs of one activation share: the guest memory and the reset gate. One
+/// `Arc` of it per job (not one per field): reference counting is a per-request cost.
+pub struct InPlaceMemory<M> {
+    mem: Arc<M>,
+    gate: WriteGate,
+}
+
+impl<M> InPlaceMemory<M> {
+    /// Guest memory `mem`, guarded by `gate`.
+    pub fn new(mem: Arc<M>, gate: WriteGate) -> Arc<Self> {
+        Arc::new(InPlaceMemory { mem, gate })
+    }
+}
+
 /// A source range and an output range in guest memory, each one contiguous host mapping,
 /// used in place by a job ([`GuestBuffers`]).
 pub struct DirectIo<M> {
-    mem: Arc<M>,
-    gate: WriteGate,
+    shared: Arc<InPlaceMemory<M>>,
     epoch: u64,
     src: Segment,
     out: Segment,
@@ -287,15 +378,13 @@ impl<M: GuestMemory> DirectIo<M> {
     /// Source `src` and output `out` (address, length); `None` unless each lies in one
     /// region of `mem` (checked again when the job runs).
     pub fn new(
-        mem: Arc<M>,
-        gate: WriteGate,
+        shared: Arc<InPlaceMemory<M>>,
         epoch: u64,
         src: (GuestAddress, usize),
         out: (GuestAddress, usize),
     ) -> Option<Self> {
         let io = DirectIo {
-            mem,
-            gate,
+            shared,
             epoch,
             src: Segment {
                 addr: src.0,
@@ -306,9 +395,16 @@ impl<M: GuestMemory> DirectIo<M> {
                 len: out.1,
             },
         };
-        (io.slice(io.src, Permissions::Read).is_some()
-            && io.slice(io.out, Permissions::Write).is_some())
-        .then_some(io)
+        (io.mapped(io.src, Permissions::Read) && io.mapped(io.out, Permissions::Write))
+            .then_some(io)
+    }
+
+    /// True if the segment is one contiguous host mapping.
+    fn mapped(&self, seg: Segment, access: Permissions) -> bool {
+        match self.shared.mem.physical_memory() {
+            Some(pm) => pm.get_slice(seg.addr, seg.len).is_ok(),
+            None => self.slice(seg, access).is_some(),
+        }
     }
 
     /// The segment as one bounds-checked volatile slice, or `None` if it spans regions.
@@ -317,7 +413,7 @@ impl<M: GuestMemory> DirectIo<M> {
         seg: Segment,
         access: Permissions,
     ) -> Option<VolatileSlice<'_, vm_memory::bitmap::BS<'_, M::Bitmap>>> {
-        let mut it = self.mem.get_slices(seg.addr, seg.len, access).ok()?;
+        let mut it = self.shared.mem.get_slices(seg.addr, seg.len, access).ok()?;
         let s = it.next()?.ok()?;
         (s.len() == seg.len && it.next().is_none()).then_some(s)
     }
@@ -333,9 +429,21 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
     }
 
     fn with(&self, f: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<(), GuestIoError> {
-        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        let gate = self.shared.gate.read().unwrap_or_else(|e| e.into_inner());
         if *gate != self.epoch {
             return Err(GuestIoError::Stale);
+        }
+        // Plain guest memory: one region lookup per slice; behind an IOMMU: the general path.
+        if let Some(pm) = self.shared.mem.physical_memory() {
+            let src = pm.get_slice(self.src.addr, self.src.len);
+            let out = pm.get_slice(self.out.addr, self.out.len);
+            return match (src, out) {
+                (Ok(src), Ok(out)) => {
+                    run_in_place(&src, &out, f);
+                    Ok(())
+                }
+                _ => Err(GuestIoError::Unmapped),
+            };
         }
         let src = self
             .slice(self.src, Permissions::Read)
@@ -343,6 +451,18 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
         let out = self
             .slice(self.out, Permissions::Write)
             .ok_or(GuestIoError::Unmapped)?;
+        run_in_place(&src, &out, f);
+        Ok(())
+    }
+}
+
+/// Runs `f` on `src` and `out` as plain byte slices (see [`DirectIo`]'s `with`).
+fn run_in_place<S: BitmapSlice, O: BitmapSlice>(
+    src: &VolatileSlice<'_, S>,
+    out: &VolatileSlice<'_, O>,
+    f: &mut dyn FnMut(&[u8], &mut [u8]),
+) {
+    {
         let (sg, og) = (src.ptr_guard(), out.ptr_guard_mut());
         let (sp, op) = (sg.as_ptr(), og.as_ptr());
         // The guest may pass overlapping (or aliased) source and output: a shared and a
@@ -376,6 +496,5 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
         f(input, dst);
         // Dirty-page logging (live migration) sees the write, after it happened.
         out.bitmap().mark_dirty(0, out.len());
-        Ok(())
     }
 }

@@ -234,4 +234,22 @@ pub trait Accelerator: Send + Sync {
     /// Queues a job; `sink.complete` is called once when it is done (possibly before
     /// `submit` returns).
     fn submit(&self, job: Job, sink: Arc<dyn CompletionSink>) -> Result<(), SubmitError>;
+
+    /// Runs `job` on the caller's thread and returns its result, if this accelerator would
+    /// run it there anyway (small jobs on a software backend); otherwise hands it back for
+    /// [`submit`](Accelerator::submit). The device then completes the request without any
+    /// in-flight bookkeeping. The default never runs inline (a shared backend must not: it
+    /// schedules every job).
+    fn run_inline(&self, job: Job) -> Inline {
+        Inline::Declined(job)
+    }
+}
+
+/// What [`Accelerator::run_inline`] did with a job.
+#[derive(Debug)]
+pub enum Inline {
+    /// It ran; here is the result.
+    Done(JobResult),
+    /// Not run: submit it.
+    Declined(Job),
 }

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Accelerator, Capabilities, CompletionSink, Job, JobResult, SubmitError, execute};
+use super::{
+    Accelerator, Capabilities, CompletionSink, Inline, Job, JobResult, SubmitError, execute,
+};
 use crate::virtio::accel::esp_adapter;
 use crate::virtio::accel::protocol::{COMP_DEFLATE, COMP_LZ4, CRYPTO_AES_GCM};
 
@@ -178,6 +180,13 @@ impl Accelerator for SoftwareAccelerator {
             ipsec_algos: esp_adapter::SUPPORTED_TRANSFORMS,
             stateless: true,
         }
+    }
+
+    fn run_inline(&self, job: Job) -> Inline {
+        if self.tx.is_some() && job.cost() > self.inline_bytes {
+            return Inline::Declined(job);
+        }
+        Inline::Done(execute(job))
     }
 
     fn submit(&self, job: Job, sink: Arc<dyn CompletionSink>) -> Result<(), SubmitError> {

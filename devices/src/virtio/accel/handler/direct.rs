@@ -1,8 +1,6 @@
 //! Encrypt, decrypt and LZ4 compress requests served in place: the source is read from and the output
 //! written to guest memory by the job itself, without the two host copies of the copy path.
 
-use std::sync::atomic::Ordering;
-
 use vm_memory::{ByteValued, GuestMemory};
 
 use super::AccelHandler;
@@ -72,18 +70,12 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         sc.fill(&*self.mem, src_start).ok()?;
         let src = sc.uncopied(src_start)?;
         let (out, _) = sc.writable.first_segment()?;
-        DirectIo::new(
-            self.mem.clone(),
-            self.gate.clone(),
-            self.epoch,
-            src,
-            (out, out_len),
-        )
+        DirectIo::new(self.in_place_mem.clone(), self.epoch, src, (out, out_len))
     }
 
     /// Turns a validated `Encrypt`, `Decrypt` (or LZ4 `Compress`) into its in-place form when `io` is
     /// set; true if it did.
-    pub(super) fn make_direct(&self, op: &mut JobOp, io: &mut Option<DirectIo<M>>) -> bool {
+    pub(super) fn make_direct(&mut self, op: &mut JobOp, io: &mut Option<DirectIo<M>>) -> bool {
         let Some(io) = io.take() else {
             return false;
         };
@@ -111,7 +103,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             },
             _ => return false,
         };
-        self.metrics.in_place.fetch_add(1, Ordering::Relaxed);
+        self.counts.in_place += 1;
         true
     }
 }

@@ -22,9 +22,9 @@ mod direct;
 use direct::DIRECT_MIN_BYTES;
 
 use super::backend::{
-    Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
+    Accelerator, Capabilities, CompletionSink, Inline, Job, JobOp, JobResult, SubmitError, TenantId,
 };
-use super::chain::{ChainError, SplitChain, WritableArea, WriteGate, split_chain};
+use super::chain::{ChainError, InPlaceMemory, SplitChain, SplitResult, WritableArea, split_chain};
 use super::device::State;
 use super::metrics::AccelMetrics;
 use super::protocol::{
@@ -43,18 +43,34 @@ const POOL_MAX_BUFFER_BYTES: usize = 320 << 10;
 /// Spare capacity for an AEAD tag appended to the readable copy.
 const TAG_SLACK: usize = 16;
 
+/// Finished results waiting for the event loop.
+#[derive(Default)]
+struct Done {
+    results: Vec<JobResult>,
+    /// The handler is in `run()` and drains `results` before it leaves (checked under this
+    /// lock), so a completion needs no wakeup: jobs run inline, and workers finishing while
+    /// the handler works, cost no eventfd write and no extra pass.
+    draining: bool,
+}
+
 /// Results handed back by the backend, plus the eventfd that wakes the event loop.
 struct Completions {
-    done: Mutex<Vec<JobResult>>,
+    done: Mutex<Done>,
     evt: EventFd,
+}
+
+impl Completions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Done> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl CompletionSink for Completions {
     fn complete(&self, result: JobResult) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        done.push(result);
+        let mut done = self.lock();
+        done.results.push(result);
         // One wakeup per batch: the handler drains everything it finds.
-        if done.len() == 1 {
+        if done.results.len() == 1 && !done.draining {
             let _ = self.evt.write(1);
         }
     }
@@ -63,9 +79,9 @@ impl CompletionSink for Completions {
         if results.is_empty() {
             return;
         }
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let wake = done.is_empty();
-        done.append(results);
+        let mut done = self.lock();
+        let wake = done.results.is_empty() && !done.draining;
+        done.results.append(results);
         // A wakeup costs a syscall here and a context switch (an IPI when the event loop is
         // idle on another CPU) there: one per batch, not one per job.
         if wake {
@@ -97,6 +113,33 @@ impl Hasher for TokenHasher {
     }
 }
 
+/// The counters every successful request bumps, summed on the event loop and added to the
+/// shared [`AccelMetrics`] once per pass: an atomic add per counter per request cost more
+/// than a small request's bookkeeping.
+#[derive(Default)]
+struct HotCounts {
+    requests_ok: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    in_place: u64,
+}
+
+impl HotCounts {
+    fn flush(&mut self, m: &AccelMetrics) {
+        let c = std::mem::take(self);
+        for (counter, n) in [
+            (&m.requests_ok, c.requests_ok),
+            (&m.bytes_in, c.bytes_in),
+            (&m.bytes_out, c.bytes_out),
+            (&m.in_place, c.in_place),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 struct HQueue {
     index: u16,
     kind: QueueKind,
@@ -121,7 +164,7 @@ struct InFlight {
 pub struct AccelHandler<M> {
     /// Shared with in-place jobs, which keep the memory mapped while they run.
     mem: Arc<M>,
-    gate: WriteGate,
+    in_place_mem: Arc<InPlaceMemory<M>>,
     queues: Vec<HQueue>,
     interrupt: Arc<dyn VirtioInterrupt>,
     state: Arc<Mutex<State>>,
@@ -132,10 +175,13 @@ pub struct AccelHandler<M> {
     layout: QueueLayout,
     sink: Arc<Completions>,
     scratch: Vec<JobResult>,
+    /// Chains popped in one pass, kept to reuse the allocation.
+    popped: Vec<SplitResult>,
     inflight: HashMap<u64, InFlight, BuildHasherDefault<TokenHasher>>,
     next_token: u64,
     pool: Vec<Vec<u8>>,
     metrics: Arc<AccelMetrics>,
+    counts: HotCounts,
     max_data: usize,
     max_readable: usize,
     inflight_bytes: usize,
@@ -178,9 +224,10 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             });
         }
         let gate = state.lock().unwrap_or_else(|e| e.into_inner()).gate.clone();
+        let mem = Arc::new(ctx.mem);
         Ok(AccelHandler {
-            mem: Arc::new(ctx.mem),
-            gate,
+            in_place_mem: InPlaceMemory::new(mem.clone(), gate),
+            mem,
             queues,
             interrupt: ctx.interrupt,
             state,
@@ -190,14 +237,16 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             backend,
             layout,
             sink: Arc::new(Completions {
-                done: Mutex::new(Vec::new()),
+                done: Mutex::new(Done::default()),
                 evt: EventFd::new(EFD_NONBLOCK)?,
             }),
             scratch: Vec::new(),
+            popped: Vec::new(),
             inflight: HashMap::default(),
             next_token: 0,
             pool: Vec::new(),
             metrics,
+            counts: HotCounts::default(),
             max_data: max_data as usize,
             max_readable: size_of::<DataHdr>() + size_of::<CryptoKey>() + max_data as usize,
             inflight_bytes: 0,
@@ -229,7 +278,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             return;
         }
         self.queues[qpos].deferred = false;
-        let mut batch = Vec::new();
+        let mut batch = std::mem::take(&mut self.popped);
         let mut budget = self.max_inflight_bytes.saturating_sub(self.inflight_bytes);
         let max_readable = self.max_readable;
         let out_cap = self.max_data + OUTPUT_SLACK as usize;
@@ -276,7 +325,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                 }
             }
         }
-        for item in batch {
+        for item in batch.drain(..) {
             match item {
                 Ok(sc) => match self.queues[qpos].kind {
                     QueueKind::Control => self.control(qpos, sc, tables),
@@ -285,6 +334,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                 Err((head, err, buf)) => self.drop_chain(qpos, head, err, buf),
             }
         }
+        self.popped = batch;
     }
 
     /// Answers a chain that cannot carry a request with an empty used entry.
@@ -420,9 +470,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             return self.add_used(qpos, sc.head, 0);
         }
         let out_capacity = (sc.writable.len() - trailer).min(self.max_data + OUTPUT_SLACK as usize);
-        // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
-        // everything else (and one that does not qualify) gets the rest of its bytes copied.
-        // An encrypt or LZ4 compress whose source was left in guest memory runs in place;
+        // An AES-GCM or LZ4 compress job whose source was left in guest memory runs in place;
         // everything else (and one that does not qualify) gets the rest of its bytes copied.
         let mut io = self.in_place(kind, &mut sc, out_capacity);
         if io.is_none()
@@ -467,18 +515,21 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         };
         let bytes_in = job.cost();
         let held = job.buf.len() + out_capacity;
+        let f = InFlight {
+            qpos,
+            head: sc.head,
+            area: sc.writable,
+            bytes_in,
+            held,
+            direct,
+        };
+        // A job the backend runs right here completes without the in-flight table.
+        let job = match self.backend.run_inline(job) {
+            Inline::Done(result) => return self.finish(f, result),
+            Inline::Declined(job) => job,
+        };
         self.inflight_bytes += held;
-        self.inflight.insert(
-            token,
-            InFlight {
-                qpos,
-                head: sc.head,
-                area: sc.writable,
-                bytes_in,
-                held,
-                direct,
-            },
-        );
+        self.inflight.insert(token, f);
         let sink: Arc<dyn CompletionSink> = self.sink.clone();
         if let Err(e) = self.backend.submit(job, sink) {
             let (job, status) = match e {
@@ -495,10 +546,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
     }
 
     fn drain_completions(&mut self) {
-        std::mem::swap(
-            &mut *self.sink.done.lock().unwrap_or_else(|e| e.into_inner()),
-            &mut self.scratch,
-        );
+        std::mem::swap(&mut self.sink.lock().results, &mut self.scratch);
         let mut results = std::mem::take(&mut self.scratch);
         for r in results.drain(..) {
             let Some(f) = self.inflight.remove(&r.token) else {
@@ -508,55 +556,57 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                 continue;
             };
             self.inflight_bytes -= f.held;
-            let trailer = size_of::<DataResp>();
-            let mut status = r.status;
-            let mut len = r.needed;
-            let mut used = trailer;
-            if status == Status::Ok {
-                // An in-place job already wrote its output; `out` is its guest extent.
-                let written = if f.direct {
-                    (r.out.end <= f.area.len()).then_some(r.out.len())
-                } else {
-                    r.buf
-                        .get(r.out.clone())
-                        .filter(|out| f.area.write_at(&*self.mem, 0, out).is_ok())
-                        .map(|out| out.len())
-                };
-                if let Some(n) = written {
-                    len = n as u32;
-                    used += n;
-                    self.metrics.requests_ok.fetch_add(1, Ordering::Relaxed);
-                    self.metrics
-                        .bytes_in
-                        .fetch_add(f.bytes_in, Ordering::Relaxed);
-                    self.metrics
-                        .bytes_out
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                } else {
-                    // The output area was checked at parse time; only a memory change
-                    // behind our back gets here.
-                    self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
-                    status = Status::Err;
-                    len = 0;
-                }
-            }
-            self.metrics.count_status(status);
-            let resp = DataResp {
-                status: Le32::from(status as u32),
-                len: Le32::from(len),
-            };
-            if f.area
-                .write_at(&*self.mem, f.area.len() - trailer, resp.as_slice())
-                .is_err()
-            {
-                self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
-                used = 0;
-            }
-            self.add_used(f.qpos, f.head, used as u32);
-            self.recycle(r.buf);
-            self.recycle(r.spare);
+            self.finish(f, r);
         }
         self.scratch = results;
+    }
+
+    /// Writes a finished job's output (unless it wrote it in place) and trailer, and adds
+    /// the used entry.
+    fn finish(&mut self, f: InFlight, r: JobResult) {
+        let trailer = size_of::<DataResp>();
+        let mut status = r.status;
+        let mut len = r.needed;
+        let mut used = trailer;
+        if status == Status::Ok {
+            // An in-place job already wrote its output; `out` is its guest extent.
+            let written = if f.direct {
+                (r.out.end <= f.area.len()).then_some(r.out.len())
+            } else {
+                r.buf
+                    .get(r.out.clone())
+                    .filter(|out| f.area.write_at(&*self.mem, 0, out).is_ok())
+                    .map(|out| out.len())
+            };
+            if let Some(n) = written {
+                len = n as u32;
+                used += n;
+                self.counts.requests_ok += 1;
+                self.counts.bytes_in += f.bytes_in;
+                self.counts.bytes_out += n as u64;
+            } else {
+                // The output area was checked at parse time; only a memory change
+                // behind our back gets here.
+                self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
+                status = Status::Err;
+                len = 0;
+            }
+        }
+        self.metrics.count_status(status);
+        let resp = DataResp {
+            status: Le32::from(status as u32),
+            len: Le32::from(len),
+        };
+        if f.area
+            .write_at(&*self.mem, f.area.len() - trailer, resp.as_slice())
+            .is_err()
+        {
+            self.metrics.write_failed.fetch_add(1, Ordering::Relaxed);
+            used = 0;
+        }
+        self.add_used(f.qpos, f.head, used as u32);
+        self.recycle(r.buf);
+        self.recycle(r.spare);
     }
 
     fn signal(&mut self) {
@@ -591,8 +641,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             // transport queues that removal before the guest can kick again), so the unread
             // eventfd does not make the loop spin.
             self.stale = true;
-            let n = std::mem::take(&mut *self.sink.done.lock().unwrap_or_else(|e| e.into_inner()))
-                .len();
+            let n = std::mem::take(&mut self.sink.lock().results).len();
             self.metrics
                 .stale_completions
                 .fetch_add(n as u64, Ordering::Relaxed);
@@ -608,21 +657,33 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             // device may kick in between, and with EVENT_IDX it never kicks that queue again
             // until the device answers.)
             let _ = self.queues[qpos].kick.read();
+        }
+        // Completions from here until `draining` is cleared are drained by this pass.
+        self.sink.lock().draining = true;
+        if let Some(qpos) = qpos {
             self.process_queue(qpos, &mut st.tables);
         }
         loop {
             self.drain_completions();
             // Queues left waiting for host memory resume once completions released some.
-            let deferred: Vec<usize> = (0..self.queues.len())
-                .filter(|&i| self.queues[i].deferred && !self.queues[i].broken)
-                .collect();
-            if deferred.is_empty() || self.inflight_bytes >= self.max_inflight_bytes {
+            let deferred = self.queues.iter().any(|q| q.deferred && !q.broken);
+            if deferred && self.inflight_bytes < self.max_inflight_bytes {
+                for i in 0..self.queues.len() {
+                    if self.queues[i].deferred && !self.queues[i].broken {
+                        self.process_queue(i, &mut st.tables);
+                    }
+                }
+                continue;
+            }
+            // Leave only with nothing left behind: a result that arrived after the last drain
+            // saw `draining` set and wrote no wakeup.
+            let mut done = self.sink.lock();
+            if done.results.is_empty() {
+                done.draining = false;
                 break;
             }
-            for i in deferred {
-                self.process_queue(i, &mut st.tables);
-            }
         }
+        self.counts.flush(&self.metrics);
         self.signal();
         drop(st);
     }

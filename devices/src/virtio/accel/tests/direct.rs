@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::*;
 use crate::virtio::accel::backend::aead::AeadKey;
 use crate::virtio::accel::backend::{GuestBuffers, GuestIoError};
-use crate::virtio::accel::chain::DirectIo;
+use crate::virtio::accel::chain::{DirectIo, InPlaceMemory};
 
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -158,9 +158,9 @@ fn stale_in_place_job_does_not_write() {
     let mem = Arc::new(GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap());
     mem.write_slice(&[7; 64], GuestAddress(0x1000)).unwrap();
     let gate = Arc::new(RwLock::new(0u64));
+    let shared = InPlaceMemory::new(mem.clone(), gate.clone());
     let io = DirectIo::new(
-        mem.clone(),
-        gate.clone(),
+        shared.clone(),
         0,
         (GuestAddress(0x1000), 64),
         (GuestAddress(0x2000), 80),
@@ -182,8 +182,8 @@ fn stale_in_place_job_does_not_write() {
     );
     // Ranges outside guest memory or across its end are refused up front.
     let beyond = (GuestAddress((1 << 20) - 16), 64);
-    assert!(DirectIo::new(mem.clone(), gate.clone(), 1, beyond, (GuestAddress(0), 8)).is_none());
-    assert!(DirectIo::new(mem, gate, 1, (GuestAddress(0), 8), beyond).is_none());
+    assert!(DirectIo::new(shared.clone(), 1, beyond, (GuestAddress(0), 8)).is_none());
+    assert!(DirectIo::new(shared, 1, (GuestAddress(0), 8), beyond).is_none());
 }
 
 /// Decrypts of 2 KiB and more in one descriptor run in place: the same plaintext as the copy

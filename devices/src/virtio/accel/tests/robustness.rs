@@ -127,7 +127,8 @@ fn addresses_outside_guest_memory_are_never_touched() {
         vec![(end + 0x1000, req.len() as u32, false), (o, 64, true)],
         vec![(r, req.len() as u32, false), (end - 8, 64, true)], // straddles the end
         vec![(r, req.len() as u32, false), (u64::MAX - 4, 16, true)], // wraps
-        vec![(end - 16, u32::MAX, false), (o, 64, true)],
+        vec![(end - 16, 64, false), (o, 64, true)],              // readable, straddles the end
+        vec![(end - 16, u32::MAX, false), (o, 64, true)],        // and longer than any request
     ] {
         h.push_chain(q, &descs);
         h.kick(q);
@@ -135,6 +136,14 @@ fn addresses_outside_guest_memory_are_never_touched() {
     }
     let m = h.dev.metrics();
     assert_eq!(m.get(&m.bad_address), 4);
+    // The length limit is checked before any readable byte is read.
+    assert_eq!(m.get(&m.chain_too_long), 1);
+    let mut out = [0u8; 64];
+    h.mem.read_slice(&mut out, GuestAddress(o)).unwrap();
+    assert!(
+        out.iter().all(|b| *b == POISON),
+        "nothing written for a refused chain"
+    );
     ok_request(&mut h);
 }
 
