@@ -24,7 +24,7 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{Accelerator, Inline, SoftwareAccelerator};
+pub use backend::{Accelerator, SoftwareAccelerator};
 pub use device::{Accel, AccelConfig, AccelError};
 pub use handler::AccelHandler;
 pub use metrics::AccelMetrics;

@@ -7,6 +7,12 @@ use crate::virtio::accel::protocol::{COMP_DEFLATE, COMP_LZ4, Status};
 
 /// Executes `job` synchronously.
 pub fn execute(mut job: Job) -> JobResult {
+    execute_in(&mut job)
+}
+
+/// Executes `job` synchronously, moving its buffers into the result (the rest of `job` is
+/// left as it was): the inline path runs a job without moving it around by value.
+pub fn execute_in(job: &mut Job) -> JobResult {
     let src = job.src.clone();
     let cap = job.out_capacity;
     let outcome: Result<(bool, std::ops::Range<usize>), (Status, u32)> = match &job.op {
@@ -172,11 +178,8 @@ pub fn execute(mut job: Job) -> JobResult {
     };
     match outcome {
         Ok((in_spare, out)) => {
-            let (buf, spare) = if in_spare {
-                (job.spare, job.buf)
-            } else {
-                (job.buf, job.spare)
-            };
+            let (buf, spare) = (std::mem::take(&mut job.buf), std::mem::take(&mut job.spare));
+            let (buf, spare) = if in_spare { (spare, buf) } else { (buf, spare) };
             JobResult {
                 token: job.token,
                 status: Status::Ok,
@@ -186,11 +189,14 @@ pub fn execute(mut job: Job) -> JobResult {
                 spare,
             }
         }
-        Err((status, needed)) => {
-            let mut r = JobResult::status(job, status);
-            r.needed = needed;
-            r
-        }
+        Err((status, needed)) => JobResult {
+            token: job.token,
+            status,
+            buf: std::mem::take(&mut job.buf),
+            out: 0..0,
+            needed,
+            spare: std::mem::take(&mut job.spare),
+        },
     }
 }
 

@@ -16,7 +16,7 @@ mod software;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-pub use execute::execute;
+pub use execute::{execute, execute_in};
 pub use shared::{SharedAccelerator, TenantHandle};
 pub use software::SoftwareAccelerator;
 
@@ -235,21 +235,13 @@ pub trait Accelerator: Send + Sync {
     /// `submit` returns).
     fn submit(&self, job: Job, sink: Arc<dyn CompletionSink>) -> Result<(), SubmitError>;
 
-    /// Runs `job` on the caller's thread and returns its result, if this accelerator would
-    /// run it there anyway (small jobs on a software backend); otherwise hands it back for
-    /// [`submit`](Accelerator::submit). The device then completes the request without any
-    /// in-flight bookkeeping. The default never runs inline (a shared backend must not: it
-    /// schedules every job).
-    fn run_inline(&self, job: Job) -> Inline {
-        Inline::Declined(job)
+    /// Runs `job` on the caller's thread and returns its result (which takes the job's
+    /// buffers), if this accelerator would run it there anyway (small jobs on a software
+    /// backend); `None` leaves the job untouched for [`submit`](Accelerator::submit). The
+    /// device then completes the request without any in-flight bookkeeping, and without
+    /// moving the job around by value. The default never runs inline (a shared backend must
+    /// not: it schedules every job).
+    fn run_inline(&self, _job: &mut Job) -> Option<JobResult> {
+        None
     }
-}
-
-/// What [`Accelerator::run_inline`] did with a job.
-#[derive(Debug)]
-pub enum Inline {
-    /// It ran; here is the result.
-    Done(JobResult),
-    /// Not run: submit it.
-    Declined(Job),
 }

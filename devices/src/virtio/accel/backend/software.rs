@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{
-    Accelerator, Capabilities, CompletionSink, Inline, Job, JobResult, SubmitError, execute,
+    Accelerator, Capabilities, CompletionSink, Job, JobResult, SubmitError, execute, execute_in,
 };
 use crate::virtio::accel::esp_adapter;
 use crate::virtio::accel::protocol::{COMP_DEFLATE, COMP_LZ4, CRYPTO_AES_GCM};
@@ -182,11 +182,11 @@ impl Accelerator for SoftwareAccelerator {
         }
     }
 
-    fn run_inline(&self, job: Job) -> Inline {
+    fn run_inline(&self, job: &mut Job) -> Option<JobResult> {
         if self.tx.is_some() && job.cost() > self.inline_bytes {
-            return Inline::Declined(job);
+            return None;
         }
-        Inline::Done(execute(job))
+        Some(execute_in(job))
     }
 
     fn submit(&self, job: Job, sink: Arc<dyn CompletionSink>) -> Result<(), SubmitError> {

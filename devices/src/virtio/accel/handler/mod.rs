@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::endian::Le32;
 use vm_memory::{ByteValued, GuestMemory};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -22,7 +22,7 @@ mod direct;
 use direct::DIRECT_MIN_BYTES;
 
 use super::backend::{
-    Accelerator, Capabilities, CompletionSink, Inline, Job, JobOp, JobResult, SubmitError, TenantId,
+    Accelerator, Capabilities, CompletionSink, Job, JobOp, JobResult, SubmitError, TenantId,
 };
 use super::chain::{ChainError, InPlaceMemory, SplitChain, SplitResult, WritableArea, split_chain};
 use super::device::State;
@@ -296,18 +296,22 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                     q.broken = true;
                     break;
                 }
-                while budget > 0 {
-                    let Some(chain) = q.queue.pop_descriptor_chain(mem) else {
-                        break;
-                    };
-                    let buf = pool.pop().unwrap_or_default();
-                    let peek = size_of::<DataHdr>();
-                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable, defer, peek);
-                    if let Ok(sc) = &r {
-                        let held = sc.readable_len() + sc.writable.len().min(out_cap);
-                        budget = budget.saturating_sub(held.max(1));
+                // One read of the available index for all the chains it announces (a bad
+                // index is treated like an empty ring, as `pop_descriptor_chain` does).
+                if let Ok(mut avail) = q.queue.iter(mem) {
+                    while budget > 0 {
+                        let Some(chain) = avail.next() else {
+                            break;
+                        };
+                        let buf = pool.pop().unwrap_or_default();
+                        let peek = size_of::<DataHdr>();
+                        let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable, defer, peek);
+                        if let Ok(sc) = &r {
+                            let held = sc.readable_len() + sc.writable.len().min(out_cap);
+                            budget = budget.saturating_sub(held.max(1));
+                        }
+                        batch.push(r);
                     }
-                    batch.push(r);
                 }
                 if budget == 0 {
                     // Too much host memory pinned by this device: leave the rest in the ring
@@ -503,7 +507,7 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         } else {
             self.pool.pop().unwrap_or_default()
         };
-        let job = Job {
+        let mut job = Job {
             tenant: self.tenant,
             token,
             op,
@@ -524,10 +528,9 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
             direct,
         };
         // A job the backend runs right here completes without the in-flight table.
-        let job = match self.backend.run_inline(job) {
-            Inline::Done(result) => return self.finish(f, result),
-            Inline::Declined(job) => job,
-        };
+        if let Some(result) = self.backend.run_inline(&mut job) {
+            return self.finish(f, result);
+        }
         self.inflight_bytes += held;
         self.inflight.insert(token, f);
         let sink: Arc<dyn CompletionSink> = self.sink.clone();
