@@ -12,7 +12,7 @@ use vm_memory::{
     Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, Permissions, VolatileSlice,
 };
 
-use super::backend::{GuestBuffers, GuestIoError};
+use super::backend::{GuestAccess, GuestBuffers, GuestIoError};
 
 use super::{MAX_CHAIN_SEGMENTS, MAX_READABLE_BYTES};
 
@@ -356,52 +356,36 @@ impl<M> InPlaceMemory<M> {
     }
 }
 
-/// A source range and an output range in guest memory, each one contiguous host mapping,
-/// used in place by a job ([`GuestBuffers`]).
-pub struct DirectIo<M> {
-    shared: Arc<InPlaceMemory<M>>,
-    epoch: u64,
-    src: Segment,
-    out: Segment,
-}
-
-impl<M> std::fmt::Debug for DirectIo<M> {
+impl<M> std::fmt::Debug for InPlaceMemory<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirectIo")
-            .field("src", &self.src)
-            .field("out", &self.out)
-            .finish()
+        f.debug_struct("InPlaceMemory").finish_non_exhaustive()
     }
 }
 
-impl<M: GuestMemory> DirectIo<M> {
-    /// Source `src` and output `out` (address, length); `None` unless each lies in one
-    /// region of `mem` (checked again when the job runs).
-    pub fn new(
-        shared: Arc<InPlaceMemory<M>>,
+impl<M: GuestMemory + Send + Sync + 'static> InPlaceMemory<M> {
+    /// A job's in-place source `src` and output `out` (address, length) for activation
+    /// `epoch`; `None` unless each lies in one region of guest memory (checked again when the
+    /// job runs).
+    pub fn buffers(
+        self: &Arc<Self>,
         epoch: u64,
         src: (GuestAddress, usize),
         out: (GuestAddress, usize),
-    ) -> Option<Self> {
-        let io = DirectIo {
-            shared,
-            epoch,
-            src: Segment {
-                addr: src.0,
-                len: src.1,
-            },
-            out: Segment {
-                addr: out.0,
-                len: out.1,
-            },
-        };
-        (io.mapped(io.src, Permissions::Read) && io.mapped(io.out, Permissions::Write))
-            .then_some(io)
+    ) -> Option<GuestBuffers> {
+        let (src, out) = (Segment::from(src), Segment::from(out));
+        (self.mapped(src, Permissions::Read) && self.mapped(out, Permissions::Write)).then(|| {
+            GuestBuffers::new(
+                self.clone(),
+                epoch,
+                (src.addr.0, src.len),
+                (out.addr.0, out.len),
+            )
+        })
     }
 
     /// True if the segment is one contiguous host mapping.
     fn mapped(&self, seg: Segment, access: Permissions) -> bool {
-        match self.shared.mem.physical_memory() {
+        match self.mem.physical_memory() {
             Some(pm) => pm.get_slice(seg.addr, seg.len).is_ok(),
             None => self.slice(seg, access).is_some(),
         }
@@ -413,31 +397,38 @@ impl<M: GuestMemory> DirectIo<M> {
         seg: Segment,
         access: Permissions,
     ) -> Option<VolatileSlice<'_, vm_memory::bitmap::BS<'_, M::Bitmap>>> {
-        let mut it = self.shared.mem.get_slices(seg.addr, seg.len, access).ok()?;
+        let mut it = self.mem.get_slices(seg.addr, seg.len, access).ok()?;
         let s = it.next()?.ok()?;
         (s.len() == seg.len && it.next().is_none()).then_some(s)
     }
 }
 
-impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
-    fn src_len(&self) -> usize {
-        self.src.len
+impl From<(GuestAddress, usize)> for Segment {
+    fn from((addr, len): (GuestAddress, usize)) -> Self {
+        Segment { addr, len }
     }
+}
 
-    fn out_len(&self) -> usize {
-        self.out.len
-    }
-
-    fn with(&self, f: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<(), GuestIoError> {
-        let gate = self.shared.gate.read().unwrap_or_else(|e| e.into_inner());
-        if *gate != self.epoch {
+impl<M: GuestMemory + Send + Sync + 'static> GuestAccess for InPlaceMemory<M> {
+    fn with(
+        &self,
+        epoch: u64,
+        src: (u64, usize),
+        out: (u64, usize),
+        f: &mut dyn FnMut(&[u8], &mut [u8]),
+    ) -> Result<(), GuestIoError> {
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if *gate != epoch {
             return Err(GuestIoError::Stale);
         }
+        let src = Segment::from((GuestAddress(src.0), src.1));
+        let out = Segment::from((GuestAddress(out.0), out.1));
         // Plain guest memory: one region lookup per slice; behind an IOMMU: the general path.
-        if let Some(pm) = self.shared.mem.physical_memory() {
-            let src = pm.get_slice(self.src.addr, self.src.len);
-            let out = pm.get_slice(self.out.addr, self.out.len);
-            return match (src, out) {
+        if let Some(pm) = self.mem.physical_memory() {
+            return match (
+                pm.get_slice(src.addr, src.len),
+                pm.get_slice(out.addr, out.len),
+            ) {
                 (Ok(src), Ok(out)) => {
                     run_in_place(&src, &out, f);
                     Ok(())
@@ -446,17 +437,17 @@ impl<M: GuestMemory + Send + Sync> GuestBuffers for DirectIo<M> {
             };
         }
         let src = self
-            .slice(self.src, Permissions::Read)
+            .slice(src, Permissions::Read)
             .ok_or(GuestIoError::Unmapped)?;
         let out = self
-            .slice(self.out, Permissions::Write)
+            .slice(out, Permissions::Write)
             .ok_or(GuestIoError::Unmapped)?;
         run_in_place(&src, &out, f);
         Ok(())
     }
 }
 
-/// Runs `f` on `src` and `out` as plain byte slices (see [`DirectIo`]'s `with`).
+/// Runs `f` on `src` and `out` as plain byte slices (see [`InPlaceMemory`]'s `with`).
 fn run_in_place<S: BitmapSlice, O: BitmapSlice>(
     src: &VolatileSlice<'_, S>,
     out: &VolatileSlice<'_, O>,

@@ -86,7 +86,7 @@ pub enum JobOp {
         /// Tag bytes to append.
         tag_len: usize,
         /// The guest source and output areas.
-        io: Box<dyn GuestBuffers>,
+        io: GuestBuffers,
     },
     /// AES-GCM open straight from guest memory into guest memory, like
     /// [`EncryptDirect`](JobOp::EncryptDirect): `io`'s source is the ciphertext then the
@@ -100,7 +100,7 @@ pub enum JobOp {
         /// Tag bytes at the end of the source.
         tag_len: usize,
         /// The guest source and output areas.
-        io: Box<dyn GuestBuffers>,
+        io: GuestBuffers,
     },
     /// Compress straight from guest memory into guest memory, like
     /// [`EncryptDirect`](JobOp::EncryptDirect) (same `buf`/`src`/`out` conventions). Only
@@ -112,7 +112,7 @@ pub enum JobOp {
         /// Level.
         level: u32,
         /// The guest source and output areas.
-        io: Box<dyn GuestBuffers>,
+        io: GuestBuffers,
     },
     /// ESP-encapsulate an inner packet with an outbound SA.
     EspEncap(Arc<Mutex<EspSa>>),
@@ -132,15 +132,62 @@ pub enum GuestIoError {
     Unmapped,
 }
 
-/// Guest memory a job reads its source from and writes its output to, in place.
-pub trait GuestBuffers: Send + std::fmt::Debug {
+/// Guest memory that jobs read and write in place, implemented by the device over the
+/// memory of one activation (the device crate's `InPlaceMemory`).
+pub trait GuestAccess: Send + Sync + std::fmt::Debug {
+    /// Runs `f` on the guest bytes `src` and the guest area `out` (address, length), as
+    /// one contiguous mapping each, if activation `epoch` is still current; nothing is
+    /// written to the guest unless this returns `Ok`.
+    fn with(
+        &self,
+        epoch: u64,
+        src: (u64, usize),
+        out: (u64, usize),
+        f: &mut dyn FnMut(&[u8], &mut [u8]),
+    ) -> Result<(), GuestIoError>;
+}
+
+/// Guest memory a job reads its source from and writes its output to, in place: a shared
+/// handle on the memory plus the two ranges (no allocation per job).
+#[derive(Debug)]
+pub struct GuestBuffers {
+    access: Arc<dyn GuestAccess>,
+    epoch: u64,
+    src: (u64, usize),
+    out: (u64, usize),
+}
+
+impl GuestBuffers {
+    /// Source `src` and output area `out` (guest address, length) of activation `epoch`.
+    pub fn new(
+        access: Arc<dyn GuestAccess>,
+        epoch: u64,
+        src: (u64, usize),
+        out: (u64, usize),
+    ) -> Self {
+        GuestBuffers {
+            access,
+            epoch,
+            src,
+            out,
+        }
+    }
+
     /// Source length in bytes.
-    fn src_len(&self) -> usize;
+    pub fn src_len(&self) -> usize {
+        self.src.1
+    }
+
     /// Output area length in bytes.
-    fn out_len(&self) -> usize;
+    pub fn out_len(&self) -> usize {
+        self.out.1
+    }
+
     /// Runs `f` on the source bytes and the output area (lengths as above); nothing is
     /// written to the guest unless this returns `Ok`.
-    fn with(&self, f: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<(), GuestIoError>;
+    pub fn with(&self, f: &mut dyn FnMut(&[u8], &mut [u8])) -> Result<(), GuestIoError> {
+        self.access.with(self.epoch, self.src, self.out, f)
+    }
 }
 
 /// One unit of work. It owns its buffer, so it can outlive the request's guest memory view.

@@ -5,8 +5,9 @@ use vm_memory::{ByteValued, GuestMemory};
 
 use super::AccelHandler;
 use crate::virtio::accel::QueueKind;
+use crate::virtio::accel::backend::GuestBuffers;
 use crate::virtio::accel::backend::JobOp;
-use crate::virtio::accel::chain::{DirectIo, SplitChain};
+use crate::virtio::accel::chain::SplitChain;
 use crate::virtio::accel::protocol::{
     COMP_LZ4, CryptoKey, DataHdr, OP_COMPRESS, OP_DECRYPT, OP_ENCRYPT, REQ_F_STATELESS,
 };
@@ -65,21 +66,20 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
         kind: QueueKind,
         sc: &mut SplitChain,
         out_capacity: usize,
-    ) -> Option<DirectIo<M>> {
+    ) -> Option<GuestBuffers> {
         let (src_start, out_len) = self.direct_candidate(kind, sc, out_capacity)?;
         sc.fill(&*self.mem, src_start).ok()?;
         let src = sc.uncopied(src_start)?;
         let (out, _) = sc.writable.first_segment()?;
-        DirectIo::new(self.in_place_mem.clone(), self.epoch, src, (out, out_len))
+        self.in_place_mem.buffers(self.epoch, src, (out, out_len))
     }
 
     /// Turns a validated `Encrypt`, `Decrypt` (or LZ4 `Compress`) into its in-place form when `io` is
     /// set; true if it did.
-    pub(super) fn make_direct(&mut self, op: &mut JobOp, io: &mut Option<DirectIo<M>>) -> bool {
+    pub(super) fn make_direct(&mut self, op: &mut JobOp, io: &mut Option<GuestBuffers>) -> bool {
         let Some(io) = io.take() else {
             return false;
         };
-        let io = Box::new(io);
         *op = match &*op {
             JobOp::Encrypt { key, iv, tag_len } => JobOp::EncryptDirect {
                 key: key.clone(),

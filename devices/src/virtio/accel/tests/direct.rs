@@ -5,9 +5,9 @@ use std::sync::RwLock;
 use std::sync::atomic::Ordering;
 
 use super::*;
+use crate::virtio::accel::backend::GuestIoError;
 use crate::virtio::accel::backend::aead::AeadKey;
-use crate::virtio::accel::backend::{GuestBuffers, GuestIoError};
-use crate::virtio::accel::chain::{DirectIo, InPlaceMemory};
+use crate::virtio::accel::chain::InPlaceMemory;
 
 const KEY: [u8; 32] = [0x5a; 32];
 
@@ -159,13 +159,9 @@ fn stale_in_place_job_does_not_write() {
     mem.write_slice(&[7; 64], GuestAddress(0x1000)).unwrap();
     let gate = Arc::new(RwLock::new(0u64));
     let shared = InPlaceMemory::new(mem.clone(), gate.clone());
-    let io = DirectIo::new(
-        shared.clone(),
-        0,
-        (GuestAddress(0x1000), 64),
-        (GuestAddress(0x2000), 80),
-    )
-    .unwrap();
+    let io = shared
+        .buffers(0, (GuestAddress(0x1000), 64), (GuestAddress(0x2000), 80))
+        .unwrap();
     assert_eq!((io.src_len(), io.out_len()), (64, 80));
     io.with(&mut |src, out| {
         assert_eq!(src, &[7; 64]);
@@ -182,8 +178,8 @@ fn stale_in_place_job_does_not_write() {
     );
     // Ranges outside guest memory or across its end are refused up front.
     let beyond = (GuestAddress((1 << 20) - 16), 64);
-    assert!(DirectIo::new(shared.clone(), 1, beyond, (GuestAddress(0), 8)).is_none());
-    assert!(DirectIo::new(shared, 1, (GuestAddress(0), 8), beyond).is_none());
+    assert!(shared.buffers(1, beyond, (GuestAddress(0), 8)).is_none());
+    assert!(shared.buffers(1, (GuestAddress(0), 8), beyond).is_none());
 }
 
 /// Decrypts of 2 KiB and more in one descriptor run in place: the same plaintext as the copy
