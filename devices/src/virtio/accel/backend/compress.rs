@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use lz4_flex::block::CompressTable;
 
 /// Linux crypto/deflate.c: DEFLATE_DEF_WINBITS.
 pub const LINUX_DEFLATE_WINDOW_BITS: u8 = 11;
@@ -32,6 +33,23 @@ thread_local! {
     // zlib state is ~100 KiB to set up; keep one per worker thread and reset it per request.
     static DEFLATE: RefCell<Option<(u32, Compress)>> = const { RefCell::new(None) };
     static INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+    // LZ4's hash tables (8 KiB for inputs below 64 KiB, 16 KiB above), cleared per request
+    // rather than allocated: a fresh table per call went through malloc and free, and when
+    // the freed table sat at the top of the heap glibc returned its pages, so the next call
+    // faulted them in again (about 1 µs per 64 KiB request in the native bench, depending on
+    // heap layout).
+    static LZ4_SMALL: RefCell<CompressTable> = RefCell::new(CompressTable::small());
+    static LZ4_LARGE: RefCell<CompressTable> = RefCell::new(CompressTable::large());
+}
+
+/// Compresses with this thread's LZ4 table for `input`'s size.
+fn lz4_with_table(input: &[u8], out: &mut [u8]) -> Result<usize, lz4_flex::block::CompressError> {
+    let table = if input.len() < u16::MAX as usize {
+        &LZ4_SMALL
+    } else {
+        &LZ4_LARGE
+    };
+    table.with_borrow_mut(|t| lz4_flex::block::compress_into_with_table(input, out, t))
 }
 
 /// Compresses `input` into `out` as a raw deflate stream with a 2 KiB window; returns the
@@ -93,13 +111,12 @@ pub fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, CompressError> {
 pub fn lz4_compress(input: &[u8], out: &mut [u8]) -> Result<usize, CompressError> {
     let bound = lz4_flex::block::get_maximum_output_size(input.len());
     if out.len() >= bound {
-        return lz4_flex::block::compress_into(input, out)
-            .map_err(|_| CompressError::OutputTooSmall(Some(bound)));
+        return lz4_with_table(input, out).map_err(|_| CompressError::OutputTooSmall(Some(bound)));
     }
     // Smaller than the worst case: compress aside and see whether it fits.
     let mut tmp = vec![0u8; bound];
-    let n = lz4_flex::block::compress_into(input, &mut tmp)
-        .map_err(|_| CompressError::OutputTooSmall(Some(bound)))?;
+    let n =
+        lz4_with_table(input, &mut tmp).map_err(|_| CompressError::OutputTooSmall(Some(bound)))?;
     let dst = out
         .get_mut(..n)
         .ok_or(CompressError::OutputTooSmall(Some(n)))?;
