@@ -72,7 +72,7 @@ struct Rig {
     q: u16,
     completion_fd: usize,
     /// `depth` sets of BATCH request buffers, used in turn.
-    reqs: Vec<(u64, u32, u64, u32)>,
+    reqs: Vec<Req>,
     /// Batches kept in flight: 1 waits for each batch, 2 submits the next before waiting.
     depth: usize,
     next_set: usize,
@@ -80,6 +80,36 @@ struct Rig {
     mem: &'static GuestMemoryMmap,
     what: String,
     _dev: Accel,
+}
+
+/// One request's guest buffers: the readable request, the output area and, unless the trailer
+/// sits at the end of the output area, the trailer's own descriptor.
+#[derive(Clone, Copy)]
+struct Req {
+    req: (u64, u32),
+    out: (u64, u32),
+    trailer: Option<u64>,
+}
+
+impl Req {
+    /// Where the device writes this request's trailer.
+    fn trailer_at(&self) -> u64 {
+        self.trailer
+            .unwrap_or(self.out.0 + u64::from(self.out.1) - RESP_LEN)
+    }
+}
+
+const RESP_LEN: u64 = size_of::<DataResp>() as u64;
+
+/// Where the separate trailers live: one 16-byte slot per request, like the driver's per-request
+/// context in the kernel's memory.
+const TRAILERS: u64 = DATA_BASE + 0x2000;
+
+/// `ACCEL_BENCH_TRAILER_IN_OUTPUT=1`: the trailer at the end of the output descriptor (the char
+/// device's layout, `va_batch.c`) instead of in its own descriptor (the crypto API's, `va_aead.c`
+/// and `va_comp.c`).
+fn trailer_in_output() -> bool {
+    std::env::var_os("ACCEL_BENCH_TRAILER_IN_OUTPUT").is_some_and(|v| v == "1")
 }
 
 fn payload(size: usize) -> Vec<u8> {
@@ -187,10 +217,13 @@ impl Rig {
         } else {
             payload(size)
         };
-        // One writable descriptor: room for LZ4's worst case (what a driver that cannot
-        // predict the ratio allocates; it lets the device compress in place) and the trailer.
+        // The output descriptor has room for LZ4's worst case (what a driver that cannot
+        // predict the ratio allocates; it lets the device compress in place); the trailer gets
+        // its own descriptor in a compact array, as the kernel driver's crypto API paths do,
+        // or the end of the output descriptor (ACCEL_BENCH_TRAILER_IN_OUTPUT=1).
+        let in_output = trailer_in_output();
         let out_len = (lz4_flex::block::get_maximum_output_size(size).max(size + 16)
-            + size_of::<DataResp>()) as u32;
+            + if in_output { RESP_LEN as usize } else { 0 }) as u32;
         // Request then output area, page aligned, never overlapping the next request (the
         // output of one request must not run into the source of the next: a worker may still
         // be reading that source when the event loop writes this request's trailer).
@@ -201,12 +234,16 @@ impl Rig {
             let r = DATA_BASE + 0x10_000 + i * stride;
             let req = [hdr.as_slice(), &data].concat();
             mem.write_slice(&req, GuestAddress(r)).unwrap();
-            reqs.push((
-                r,
-                req.len() as u32,
-                r + (req.len() as u64).next_multiple_of(64),
-                out_len,
-            ));
+            reqs.push(Req {
+                req: (r, req.len() as u32),
+                out: (r + (req.len() as u64).next_multiple_of(64), out_len),
+                trailer: (!in_output).then_some(TRAILERS + 16 * i),
+            });
+        }
+        // No status yet: a trailer the device never writes must not read as OK.
+        for rq in &reqs {
+            mem.write_obj(Le32::from(u32::MAX), GuestAddress(rq.trailer_at()))
+                .unwrap();
         }
         let mut rig = Rig {
             drv,
@@ -238,8 +275,16 @@ impl Rig {
         let n = batch_size();
         let set = &self.reqs[self.next_set * n..][..n];
         self.next_set = (self.next_set + 1) % self.depth;
-        for &(r, rl, o, ol) in set {
-            self.drv.push(self.q, &[(r, rl, false), (o, ol, true)]);
+        for rq in set {
+            let (r, rl) = rq.req;
+            let (o, ol) = rq.out;
+            match rq.trailer {
+                Some(t) => self.drv.push(
+                    self.q,
+                    &[(r, rl, false), (o, ol, true), (t, RESP_LEN as u32, true)],
+                ),
+                None => self.drv.push(self.q, &[(r, rl, false), (o, ol, true)]),
+            };
         }
         self.in_flight += n;
         self.drv.notify(self.q);
@@ -253,17 +298,18 @@ impl Rig {
     /// request's source).
     fn assert_ok(&mut self) {
         self.wait_until(0);
-        for (i, &(_, _, o, ol)) in self.reqs.iter().enumerate() {
-            let resp: DataResp = self
-                .mem
-                .read_obj(GuestAddress(o + ol as u64 - size_of::<DataResp>() as u64))
-                .unwrap();
+        for (i, rq) in self.reqs.iter().enumerate() {
+            let resp: DataResp = self.mem.read_obj(GuestAddress(rq.trailer_at())).unwrap();
             assert_eq!(
                 resp.status.to_native(),
                 0,
                 "bench request {i} failed ({})",
                 self.what
             );
+            // Poisoned again, so the next check sees only what later rounds wrote.
+            self.mem
+                .write_obj(Le32::from(u32::MAX), GuestAddress(rq.trailer_at()))
+                .unwrap();
         }
     }
 

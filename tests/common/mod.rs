@@ -57,6 +57,9 @@ pub struct ScenarioOptions {
     pub testhost_mem_mib: u32,
     /// Test host vCPUs (testhost mode only).
     pub testhost_cpus: u32,
+    /// Runs in a fresh test host while the scenario reports a platform failure (testhost mode
+    /// only; see [`nested_triple_fault`]).
+    pub platform_attempts: u32,
 }
 
 impl Default for ScenarioOptions {
@@ -65,6 +68,7 @@ impl Default for ScenarioOptions {
             timeout: Duration::from_secs(900),
             testhost_mem_mib: 3072,
             testhost_cpus: 2,
+            platform_attempts: PLATFORM_ATTEMPTS,
         }
     }
 }
@@ -189,14 +193,15 @@ pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput
             // A panicking scenario poisons the lock; the next one may still run.
             let _turn = TESTHOST_TURN.lock().unwrap_or_else(|e| e.into_inner());
             let mut out = run_testhost(script, opts);
-            for attempt in 2..=TRIPLE_FAULT_ATTEMPTS {
+            let attempts = opts.platform_attempts.max(1);
+            for attempt in 2..=attempts {
                 let Some(line) = nested_triple_fault(&out) else {
                     break;
                 };
                 eprintln!(
                     "platform retry: {line:?} (an L2 guest lost under TCG-emulated SVM); \
                      running the scenario again in a fresh test host (attempt {attempt} of \
-                     {TRIPLE_FAULT_ATTEMPTS})"
+                     {attempts})"
                 );
                 out = run_testhost(script, opts);
             }
@@ -209,7 +214,7 @@ pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput
 /// scenario lost a guest this way in about 1 run of 3 in some sessions (on main and with the
 /// in-place datapath alike), and one rerun is thin margin for that rate. A real accelvm bug that
 /// triple-faults a guest does so in every run and still fails the test.
-const TRIPLE_FAULT_ATTEMPTS: u32 = 3;
+pub const PLATFORM_ATTEMPTS: u32 = 3;
 
 /// accelvm's line for a guest that triple-faulted, if any. In the test host (TCG emulating SVM
 /// for nested KVM) an L2 guest sometimes triple-faults with nothing on its console: once at boot
