@@ -4,7 +4,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use log::warn;
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemory};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -76,7 +76,10 @@ impl<M: GuestMemory> RngHandler<M> {
             self.queue
                 .disable_notification(mem)
                 .map_err(RngError::Queue)?;
-            while let Some(chain) = self.queue.pop_descriptor_chain(mem) {
+            // `iter` (not `pop_descriptor_chain`, which turns every error into an empty ring):
+            // an available index more than a ring ahead is an error that stops the device;
+            // read as "empty" while `enable_notification` saw new buffers, it spun here.
+            while let Some(chain) = self.queue.iter(mem).map_err(RngError::Queue)?.next() {
                 let head = chain.head_index();
                 let mut written = 0usize;
                 for desc in chain {
@@ -182,5 +185,25 @@ mod tests {
         let mut head = [0u8; 100];
         mem.read_slice(&mut head, GuestAddress(0x10_0000)).unwrap();
         assert!(head.iter().any(|&b| b != 0), "no random bytes written");
+    }
+
+    /// An available index more than a ring ahead is an error (the device stops until reset),
+    /// not an endless loop.
+    #[test]
+    fn an_available_index_beyond_the_ring_is_an_error() {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
+        let vq = MockSplitQueue::new(&mem, 16);
+        let queue: Queue = vq.create_queue().unwrap();
+        vq.avail().idx().store(16 + 3);
+        let mut h = RngHandler::new(
+            mem.clone(),
+            ActivatedQueue {
+                queue,
+                kick: EventFd::new(0).unwrap(),
+            },
+            Arc::new(CountingInterrupt::default()),
+        );
+        assert!(h.process_queue().is_err());
+        assert_eq!(vq.used().idx().load(), 0);
     }
 }

@@ -296,22 +296,30 @@ impl<M: GuestMemory + Send + Sync + 'static> AccelHandler<M> {
                     q.broken = true;
                     break;
                 }
-                // One read of the available index for all the chains it announces (a bad
-                // index is treated like an empty ring, as `pop_descriptor_chain` does).
-                if let Ok(mut avail) = q.queue.iter(mem) {
-                    while budget > 0 {
-                        let Some(chain) = avail.next() else {
-                            break;
-                        };
-                        let buf = pool.pop().unwrap_or_default();
-                        let peek = size_of::<DataHdr>();
-                        let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable, defer, peek);
-                        if let Ok(sc) = &r {
-                            let held = sc.readable_len() + sc.writable.len().min(out_cap);
-                            budget = budget.saturating_sub(held.max(1));
-                        }
-                        batch.push(r);
+                // One read of the available index for all the chains it announces. An index
+                // more than a ring ahead of ours is a broken driver: the queue stops (until
+                // reset). Treating it as an empty ring, as `pop_descriptor_chain` does, spun
+                // here for ever, since `enable_notification` keeps reporting new buffers.
+                let mut avail = match q.queue.iter(mem) {
+                    Ok(avail) => avail,
+                    Err(e) => {
+                        log::warn!("virtio-accel: queue {} stopped: {e}", q.index);
+                        q.broken = true;
+                        break;
                     }
+                };
+                while budget > 0 {
+                    let Some(chain) = avail.next() else {
+                        break;
+                    };
+                    let buf = pool.pop().unwrap_or_default();
+                    let peek = size_of::<DataHdr>();
+                    let r = split_chain(chain, mem, buf, TAG_SLACK, max_readable, defer, peek);
+                    if let Ok(sc) = &r {
+                        let held = sc.readable_len() + sc.writable.len().min(out_cap);
+                        budget = budget.saturating_sub(held.max(1));
+                    }
+                    batch.push(r);
                 }
                 if budget == 0 {
                     // Too much host memory pinned by this device: leave the rest in the ring

@@ -160,6 +160,11 @@ impl Harness {
         self.dev.layout().index(kind, 0)
     }
 
+    /// Sets queue `q`'s available index as a driver would (the ring entries stay as they are).
+    pub fn set_avail_idx(&mut self, q: u16, idx: u16) {
+        self.queues[q as usize].avail().idx().store(idx);
+    }
+
     /// Puts a chain on queue `q` (without kicking).
     pub fn push_chain(&mut self, q: u16, descs: &[Desc]) {
         let qi = q as usize;

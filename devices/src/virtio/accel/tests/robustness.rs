@@ -470,3 +470,27 @@ fn backend_over_quota_answers_busy_with_tenant_and_cost() {
     assert_eq!(m.get(&m.busy), 2);
     let _ = backend.capabilities();
 }
+
+/// A driver that moves the available index more than a ring ahead (virtio 1.2 §2.7.6 bounds it)
+/// stops that queue; the handler returns at once (it used to spin: `enable_notification` kept
+/// reporting new buffers that no pop could take) and the other queues keep working.
+#[test]
+fn an_available_index_beyond_the_ring_stops_only_that_queue() {
+    let mut h = Harness::new(0);
+    let q = h.queue_index(QueueKind::Crypto);
+    h.set_avail_idx(q, QSIZE + 5);
+    // A spinning handler never returns: end the test process rather than hang the suite.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(20));
+        if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("the handler did not return from a bad available index");
+            std::process::abort();
+        }
+    });
+    h.kick(q);
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(h.take_used(q), vec![]);
+    ok_request(&mut h);
+}
