@@ -17,11 +17,15 @@ use crate::virtio::accel::protocol::{COMP_DEFLATE, COMP_LZ4, CRYPTO_AES_GCM};
 pub const MAX_QUEUED_JOBS: usize = 4096;
 /// Upper bound on worker threads.
 pub const MAX_WORKERS: usize = 64;
-/// Jobs up to this many bytes run inline by default: a thread handoff (about 2 µs per request
-/// in `benches/accel_device.rs`, far more in a nested test host) costs more than AES-GCM or
-/// LZ4 on 4 KiB (1.3 µs), and the event loop is blocked for little more than a microsecond.
-/// The 256 bytes on top let a 4 KiB decrypt (tag) or a request with AAD count as 4 KiB.
-pub const DEFAULT_INLINE_BYTES: u64 = 4096 + 256;
+/// Jobs up to this many bytes run inline by default (the device bounds how much inline work
+/// one pass of its event loop may do: `INLINE_BYTES_PER_PASS` in the handler). A thread
+/// handoff costs about 2 µs per request in `benches/accel_device.rs` (two wake-ups: the
+/// worker's, then the event loop's), 10 % of AES-GCM on 64 KiB, and about 200 µs in the nested
+/// test host, where it made the device's round trip at 16-64 KiB no shorter than QEMU's
+/// virtio-crypto; inline it is 0.78-0.80 of QEMU's (docs/virtio-accel-bench.md). Workers keep
+/// the larger jobs and those past a pass's budget. The 256 bytes on top let a 64 KiB decrypt
+/// (tag) or a request with AAD count as 64 KiB.
+pub const DEFAULT_INLINE_BYTES: u64 = (64 << 10) + 256;
 
 type Work = (Job, Arc<dyn CompletionSink>);
 

@@ -82,9 +82,11 @@ impl Harness {
         Self::with(workers, test_config(), features_all())
     }
 
+    /// With `workers` > 0, jobs above 2 KiB go to the workers (the default runs up to 64 KiB
+    /// inline), so tests of both paths keep testing both.
     pub fn with(workers: usize, cfg: AccelConfig, features: u64) -> Self {
         Self::with_backend(
-            Arc::new(SoftwareAccelerator::new(workers).unwrap()),
+            Arc::new(SoftwareAccelerator::with_inline_bytes(workers, 2048).unwrap()),
             cfg,
             features,
         )
