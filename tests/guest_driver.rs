@@ -16,7 +16,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    ScenarioOptions, ScenarioOutput, guest_kernel_version, images_dir, run_scenario_with,
+    PLATFORM_STALL_SH, ScenarioOptions, ScenarioOutput, guest_kernel_version, images_dir,
+    run_scenario_with,
 };
 
 const DRIVERS: [&str; 4] = [
@@ -162,36 +163,6 @@ kvm_probe() {
         [ "$a" != "$b" ] && echo "HOST_KVM $c $a -> $b"
     done
 }
-kvm_stat() {
-    cat /sys/kernel/debug/kvm/$1 2>/dev/null || echo -1
-}
-# The nested platform's two ways of losing a guest, told from a guest that waits or spins (a
-# live guest exits at least every 5 s: its scripts' sleep loops), over 12 s of KVM counters:
-# no exit of any kind (a vCPU stays in KVM_RUN, not even the test host's own timer gets it
-# out), or nothing but KVM's instruction emulator injecting a page fault, again and again (the
-# guest retries the instruction, KVM fails to fetch or decode it again: TCG's SVM has no
-# decode assists, so KVM walks the guest's page tables itself). Prints PLATFORM_STALL and
-# stops the VM; the harness runs the scenario again in a fresh test host.
-platform_stall() {
-    e1=$(kvm_stat exits); i1=$(kvm_stat insn_emulation); p1=$(kvm_stat pf_guest)
-    sleep 12
-    e2=$(kvm_stat exits); i2=$(kvm_stat insn_emulation); p2=$(kvm_stat pf_guest)
-    [ "$e1" = -1 ] && return 1
-    de=$((e2 - e1)); di=$((i2 - i1)); dp=$((p2 - p1))
-    echo "HOST_WATCHDOG: no guest output for ${idle}s; in 12 s: $de KVM exits, $di emulated instructions, $dp page faults injected"
-    if [ $de -eq 0 ]; then
-        why="no KVM exit in 12 s"
-    elif [ $de -gt 1000 ] && [ $((di * 10)) -ge $((de * 9)) ] && [ $((dp * 10)) -ge $((de * 9)) ]; then
-        why="KVM emulating an instruction and injecting a page fault in a loop ($de times in 12 s)"
-    else
-        return 1
-    fi
-    echo "PLATFORM_STALL guest: no guest output for ${idle}s and $why"
-    for t in /proc/$pid/task/*; do
-        echo "HOST_THREAD $(cat $t/comm) state=$(cut -d' ' -f3 $t/stat) syscall=$(cut -d' ' -f1 $t/syscall)"
-    done
-    kill $pid
-}
 host_watchdog() {
     mount -t debugfs none /sys/kernel/debug 2>/dev/null
     last=-1; idle=0
@@ -199,7 +170,7 @@ host_watchdog() {
         pid=$(pidof accelvm) || continue
         sz=$(grep -vc '^\[' "$1")
         if [ "$sz" = "$last" ]; then idle=$((idle + 10)); else idle=0; last=$sz; fi
-        case $idle in 30|60|120) platform_stall && break ;; esac
+        case $idle in 30|60|120) platform_stall $idle $pid && break ;; esac
         if [ $idle -eq 240 ] || [ $idle -eq 480 ]; then
             echo "HOST_WATCHDOG: no guest output for ${idle}s"
             for t in /proc/$pid/task/*; do
@@ -241,7 +212,7 @@ fn scenario(boots: &[(&str, &str)]) -> String {
             )
         })
         .collect();
-    format!("{HOST_WATCHDOG}{body}")
+    format!("{PLATFORM_STALL_SH}{HOST_WATCHDOG}{body}")
 }
 
 fn num(out: &ScenarioOutput, prefix: &str) -> u64 {

@@ -210,6 +210,45 @@ pub fn run_scenario_with(script: &str, opts: &ScenarioOptions) -> ScenarioOutput
     }
 }
 
+/// Shell functions for scenarios in the test host: `platform_stall IDLE PID` tells, from 12 s of
+/// KVM's counters, whether the nested platform has lost the guests of accelvm process PID (idle
+/// for IDLE seconds); if so it prints `PLATFORM_STALL` (see [`nested_triple_fault`]) and stops
+/// that process, else it returns 1.
+pub const PLATFORM_STALL_SH: &str = r#"
+kvm_stat() {
+    cat /sys/kernel/debug/kvm/$1 2>/dev/null || echo -1
+}
+# The nested platform's two ways of losing a guest, told from a guest that waits or spins (a
+# live guest exits at least every 5 s: its scripts' sleep loops), over 12 s of KVM counters:
+# no exit of any kind (a vCPU stays in KVM_RUN, not even the test host's own timer gets it
+# out), or nothing but KVM's instruction emulator injecting a page fault, again and again (the
+# guest retries the instruction, KVM fails to fetch or decode it again: TCG's SVM has no
+# decode assists, so KVM walks the guest's page tables itself). Prints PLATFORM_STALL and
+# stops the VM; the harness runs the scenario again in a fresh test host.
+platform_stall() {
+    idle=$1; pid=$2
+    mount -t debugfs none /sys/kernel/debug 2>/dev/null
+    e1=$(kvm_stat exits); i1=$(kvm_stat insn_emulation); p1=$(kvm_stat pf_guest)
+    sleep 12
+    e2=$(kvm_stat exits); i2=$(kvm_stat insn_emulation); p2=$(kvm_stat pf_guest)
+    [ "$e1" = -1 ] && return 1
+    de=$((e2 - e1)); di=$((i2 - i1)); dp=$((p2 - p1))
+    echo "HOST_WATCHDOG: no guest output for ${idle}s; in 12 s: $de KVM exits, $di emulated instructions, $dp page faults injected"
+    if [ $de -eq 0 ]; then
+        why="no KVM exit in 12 s"
+    elif [ $de -gt 1000 ] && [ $((di * 10)) -ge $((de * 9)) ] && [ $((dp * 10)) -ge $((de * 9)) ]; then
+        why="KVM emulating an instruction and injecting a page fault in a loop ($de times in 12 s)"
+    else
+        return 1
+    fi
+    echo "PLATFORM_STALL guest: no guest output for ${idle}s and $why"
+    for t in /proc/$pid/task/*; do
+        echo "HOST_THREAD $(cat $t/comm) state=$(cut -d' ' -f3 $t/stat) syscall=$(cut -d' ' -f1 $t/syscall)"
+    done
+    kill $pid
+}
+"#;
+
 /// Runs of one scenario while accelvm reports an L2 triple fault: the sharing tests' mixed
 /// scenario lost a guest this way in about 1 run of 3 in some sessions (on main and with the
 /// in-place datapath alike), and one rerun is thin margin for that rate. A real accelvm bug that
