@@ -26,6 +26,9 @@ pub const MAX_WORKERS: usize = 64;
 /// the larger jobs and those past a pass's budget. The 256 bytes on top let a 64 KiB decrypt
 /// (tag) or a request with AAD count as 64 KiB.
 pub const DEFAULT_INLINE_BYTES: u64 = (64 << 10) + 256;
+/// Jobs `submit` still runs on the caller's thread when it has workers: 4 KiB plus tag, the
+/// inline limit before jobs up to 64 KiB ran inline through `run_inline`.
+pub const SUBMIT_INLINE_BYTES: u64 = 4096 + 256;
 
 type Work = (Job, Arc<dyn CompletionSink>);
 
@@ -194,7 +197,11 @@ impl Accelerator for SoftwareAccelerator {
     }
 
     fn submit(&self, job: Job, sink: Arc<dyn CompletionSink>) -> Result<(), SubmitError> {
-        let Some(tx) = self.tx.as_ref().filter(|_| job.cost() > self.inline_bytes) else {
+        // A job submitted (not offered to `run_inline`) comes from a device whose pass is past
+        // its inline budget, or from a shared accelerator's scheduler: only small jobs run on
+        // the caller's thread here, so that budget really bounds the event loop's work.
+        let inline = job.cost() <= self.inline_bytes.min(SUBMIT_INLINE_BYTES);
+        let Some(tx) = self.tx.as_ref().filter(|_| !inline) else {
             sink.complete(execute(job));
             return Ok(());
         };
