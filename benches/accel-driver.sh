@@ -96,24 +96,26 @@ grep -q '^QEMU PASS' <<<"$out" && ! grep -q '^QEMU FAIL' <<<"$out" ||
 printf '\nAES-128 through the guest crypto API, %s ms per cell, best of %s rounds, accel workers %s, one test host run (test host load: %s -> %s; machine load at start: %s)\n' \
     "$MS" "$ROUNDS" "${WORKERS:-default}" "$(awk '$1 == "LOADAVG_START" { print $2, $3, $4 }' <<<"$out")" \
     "$(awk '$1 == "LOADAVG_END" { print $2, $3, $4 }' <<<"$out")" "$HOST_LOAD"
-printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s %7s\n' size "raw MB/s" "afalg" "b$BATCH MB/s" "r_af" "r_b$BATCH" \
+printf '%7s %9s %9s %9s %9s %6s %6s %6s %9s %9s %9s %9s %7s %7s\n' size "raw MB/s" "afalg" "b$BATCH MB/s" "map MB/s" "r_af" "r_b$BATCH" "r_map" \
     "AES-NI" "dev RTT" "chr RTT" "QEMU RTT" "RTT r" "r med"
 for s in ${SIZES//,/ }; do
     r=$(raw "$s")
     a=$(dev "device AF_ALG virtio_accel-gcm-aes" "$s" 1)
     b=$(dev "device chardev batch $BATCH" "$s" 1)
+    m=$(dev "device chardev mapped batch $BATCH" "$s" 1)
     n=$(dev "guest AES-NI generic-gcm-aesni" "$s" 1)
     dl=$(dev "device AF_ALG virtio_accel-gcm-aes" "$s" 0)
     cl=$(dev "device chardev batch 1" "$s" 0)
     ql=$(qemu "$s" 0)
-    printf '%7s %9s %9s %9s %6s %6s %9s %9s %9s %9s %7s %7s\n' "$s" "${r:--}" "${a:--}" "${b:--}" "$(div "$a" "$r")" \
-        "$(div "$b" "$r")" "${n:--}" "${dl:--}" "${cl:--}" "${ql:--}" "$(div "$dl" "$ql")" \
+    printf '%7s %9s %9s %9s %9s %6s %6s %6s %9s %9s %9s %9s %7s %7s\n' "$s" "${r:--}" "${a:--}" "${b:--}" "${m:--}" \
+        "$(div "$a" "$r")" "$(div "$b" "$r")" "$(div "$m" "$r")" "${n:--}" "${dl:--}" "${cl:--}" "${ql:--}" "$(div "$dl" "$ql")" \
         "$(div "$(dev_med "device AF_ALG virtio_accel-gcm-aes" "$s")" "$(qemu_med "$s")")"
 done
 cat <<EOF
 raw = software backend called directly in the test host (AES-128-GCM); afalg = device via AF_ALG
-(virtio_accel-gcm-aes, one request at a time); b$BATCH = device char dev, $BATCH requests per batch;
-r_* = device / raw; AES-NI = guest generic-gcm-aesni via AF_ALG; RTT = µs per request: dev = AF_ALG
+(virtio_accel-gcm-aes, one request at a time); b$BATCH = device char dev, $BATCH requests per batch,
+copied in and out of the kernel; map = the same with the buffers in the char dev's mmap()ed area
+(no copies; the device works on those pages in place); r_* = device / raw; AES-NI = guest generic-gcm-aesni via AF_ALG; RTT = µs per request: dev = AF_ALG
 virtio_accel-gcm-aes, chr = char dev batch 1, QEMU = AF_ALG virtio_crypto_aes_cbc (QEMU 7.2
 virtio-crypto, builtin backend); RTT r = dev / QEMU (< 1: the device is faster), best of the rounds
 each; r med = the same with the median of the rounds.

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * virtio-accel character device: batched data operations (crypto, compression, ESP).
- * User buffers are copied into kernel bounce buffers that belong to a reference-counted batch:
+ * User buffers are copied into kernel bounce buffers, or (VIRTIO_ACCEL_IOC_OP_F_MAPPED) the
+ * device works on the file's mmap()ed area directly. Both belong to a reference-counted batch:
  * a caller interrupted by a signal returns at once while the device may still be writing; the
- * last completion frees the buffers.
+ * last completion frees the buffers and drops the area.
  */
 #include <linux/mm.h>
 #include <linux/overflow.h>
@@ -19,8 +20,10 @@ struct va_cop {
 	struct va_req vreq;
 	struct va_batch *b;
 	void *in;		/* data header + aad + src */
-	void *out;		/* dst + trailer */
+	void *out;		/* dst + trailer (bounced ops only) */
+	struct virtio_accel_data_resp *resp;	/* the device's trailer */
 	unsigned int in_len, out_cap, data_in;
+	bool mapped;		/* buffers in the file's area: nothing to copy back */
 	unsigned int stat_op;
 	struct scatterlist *tbl;
 	u32 status, len;
@@ -32,6 +35,7 @@ struct va_batch {
 	atomic_t remaining;
 	wait_queue_head_t wq;
 	struct va_dev *dev;
+	struct va_area *area;	/* the file's mmap()ed area, if it has one */
 	unsigned int count;
 	struct va_cop ops[];
 };
@@ -46,6 +50,7 @@ static void va_batch_release(struct kref *ref)
 		kvfree(b->ops[i].out);
 		kfree(b->ops[i].tbl);
 	}
+	va_area_put(b->area);
 	va_dev_put(b->dev);
 	kvfree(b);
 }
@@ -54,7 +59,7 @@ static void va_cop_done(struct va_req *vreq, int err)
 {
 	struct va_cop *op = container_of(vreq, struct va_cop, vreq);
 	struct va_batch *b = op->b;
-	struct virtio_accel_data_resp *resp = op->out + op->out_cap;
+	struct virtio_accel_data_resp *resp = op->resp;
 
 	if (err) {
 		op->status = VIRTIO_ACCEL_S_ERR;
@@ -79,21 +84,132 @@ static void va_cop_progress(struct va_req *vreq)
 {
 }
 
-/* Checks one op against the device and the file's handles, bounces its input in. */
+/* The device-readable header of one op. */
+static void va_cop_hdr(struct virtio_accel_data_hdr *hdr, const struct virtio_accel_ioc_op *u,
+		       unsigned int service)
+{
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->opcode = cpu_to_le32(u->opcode);
+	hdr->handle = cpu_to_le64(u->handle);
+	hdr->src_len = cpu_to_le32(u->src_len);
+	if (service == VIRTIO_ACCEL_SERVICE_CRYPTO) {
+		hdr->aad_len = cpu_to_le32(u->aad_len);
+		hdr->tag_len = cpu_to_le32(u->tag_len);
+		hdr->iv_len = cpu_to_le32(VIRTIO_ACCEL_IV_LEN);
+		memcpy(hdr->iv, u->iv, VIRTIO_ACCEL_IV_LEN);
+	} else if (service == VIRTIO_ACCEL_SERVICE_COMPRESSION) {
+		hdr->algo = cpu_to_le32(u->algo);
+		hdr->level = cpu_to_le32(u->level);
+	}
+}
+
+/* Bounces the op's user buffers through kernel memory: header + aad + src in, dst + trailer out. */
+static int va_cop_bounce(struct va_cop *op, const struct virtio_accel_ioc_op *u,
+			 unsigned int service)
+{
+	struct virtio_accel_data_hdr *hdr;
+	unsigned int n = 0, max;
+	int err;
+
+	op->in_len = sizeof(*hdr) + op->data_in;
+	op->in = kvmalloc(op->in_len, GFP_KERNEL);
+	/*
+	 * Not zeroed: only the op->len bytes the device reports go back to user space, and a
+	 * device that lied about them could read and write all of guest memory anyway. Zeroing
+	 * 64 KiB per request was a visible share of the char device's cost in the nested test
+	 * host.
+	 */
+	op->out = kvmalloc(op->out_cap + sizeof(*op->resp), GFP_KERNEL);
+	if (!op->in || !op->out)
+		return -ENOMEM;
+	op->resp = op->out + op->out_cap;
+	hdr = op->in;
+	va_cop_hdr(hdr, u, service);
+	if (copy_from_user(op->in + sizeof(*hdr), u64_to_user_ptr(u->aad), u->aad_len) ||
+	    copy_from_user(op->in + sizeof(*hdr) + u->aad_len, u64_to_user_ptr(u->src),
+			   u->src_len))
+		return -EFAULT;
+
+	/* kmalloc'd: one entry; vmalloc'd: one per page (+1 for an unaligned start). */
+	max = 2 * (op->in_len / PAGE_SIZE + 2) + (op->out_cap + 8) / PAGE_SIZE + 2;
+	op->tbl = kmalloc_array(max, sizeof(*op->tbl), GFP_KERNEL);
+	if (!op->tbl)
+		return -ENOMEM;
+	sg_init_table(op->tbl, max);
+	err = va_sg_from_buf(op->tbl, &n, max, op->in, op->in_len);
+	if (err)
+		return err;
+	va_sg_end(op->tbl, n);
+	op->vreq.sgs[0] = op->tbl;
+	op->vreq.sgs[1] = &op->tbl[n];
+	err = va_sg_from_buf(op->tbl, &n, max, op->out, op->out_cap + sizeof(*op->resp));
+	if (err)
+		return err;
+	va_sg_end(op->tbl, n);
+	return 0;
+}
+
+/*
+ * Points the device at the op's buffers in the mapped area: header, aad, src readable; dst,
+ * then a separate trailer, writable. A src and dst that are each one contiguous run are one
+ * descriptor each, which the device serves in place.
+ */
+static int va_cop_map(struct va_cop *op, const struct virtio_accel_ioc_op *u,
+		      unsigned int service, struct va_area *area)
+{
+	struct virtio_accel_data_hdr *hdr;
+	unsigned int n = 0, max;
+	int err;
+
+	if (!area)
+		return -ENXIO;
+	/* Header and trailer share one small buffer: readable and writable parts. */
+	op->in = kmalloc(sizeof(*hdr) + sizeof(*op->resp), GFP_KERNEL);
+	if (!op->in)
+		return -ENOMEM;
+	hdr = op->in;
+	op->resp = op->in + sizeof(*hdr);
+	va_cop_hdr(hdr, u, service);
+
+	max = 1 + va_area_sg_max(u->aad_len) + va_area_sg_max(u->src_len) +
+	      va_area_sg_max(op->out_cap) + 1;
+	op->tbl = kmalloc_array(max, sizeof(*op->tbl), GFP_KERNEL);
+	if (!op->tbl)
+		return -ENOMEM;
+	sg_init_table(op->tbl, max);
+	sg_set_buf(&op->tbl[n++], hdr, sizeof(*hdr));
+	err = va_area_sg(area, u->aad, u->aad_len, op->tbl, &n, max);
+	if (!err)
+		err = va_area_sg(area, u->src, u->src_len, op->tbl, &n, max);
+	if (err)
+		return err;
+	va_sg_end(op->tbl, n);
+	op->vreq.sgs[0] = op->tbl;
+	op->vreq.sgs[1] = &op->tbl[n];
+	err = va_area_sg(area, u->dst, op->out_cap, op->tbl, &n, max);
+	if (err)
+		return err;
+	if (n >= max)
+		return -E2BIG;
+	sg_set_buf(&op->tbl[n++], op->resp, sizeof(*op->resp));
+	va_sg_end(op->tbl, n);
+	op->mapped = true;
+	return 0;
+}
+
+/* Checks one op against the device and the file's handles, sets up its buffers. */
 static int va_cop_prepare(struct va_file *f, struct va_cop *op,
-			  const struct virtio_accel_ioc_op *u, struct va_queue **q)
+			  const struct virtio_accel_ioc_op *u, struct va_area *area,
+			  struct va_queue **q)
 {
 	struct va_dev *dev = f->dev;
-	struct virtio_accel_data_hdr *hdr;
-	unsigned int service, data, n = 0, max;
-	bool crypto = false;
+	unsigned int service, data;
 	int err;
 
 	switch (u->opcode) {
 	case VIRTIO_ACCEL_OP_ENCRYPT:
 	case VIRTIO_ACCEL_OP_DECRYPT:
 		service = VIRTIO_ACCEL_SERVICE_CRYPTO;
-		crypto = true;
 		op->stat_op = u->opcode == VIRTIO_ACCEL_OP_ENCRYPT ? VIRTIO_ACCEL_STAT_ENCRYPT :
 			      VIRTIO_ACCEL_STAT_DECRYPT;
 		/* foreign_handles (test only) lets the device's isolation be tested. */
@@ -121,7 +237,7 @@ static int va_cop_prepare(struct va_file *f, struct va_cop *op,
 	default:
 		return -EOPNOTSUPP;
 	}
-	if (u->flags)
+	if (u->flags & ~VIRTIO_ACCEL_IOC_OP_F_MAPPED)
 		return -EINVAL;
 	if (!va_dev_has(dev, service))
 		return -EOPNOTSUPP;
@@ -131,59 +247,16 @@ static int va_cop_prepare(struct va_file *f, struct va_cop *op,
 		return -E2BIG;
 
 	op->data_in = data;
-	op->in_len = sizeof(*hdr) + data;
 	op->out_cap = u->dst_len;
-	op->in = kvmalloc(op->in_len, GFP_KERNEL);
-	/*
-	 * Not zeroed: only the op->len bytes the device reports go back to user space, and a
-	 * device that lied about them could read and write all of guest memory anyway. Zeroing
-	 * 64 KiB per request was a visible share of the char device's cost in the nested test
-	 * host. The trailer starts as an error, so one the device never wrote reads as such.
-	 */
-	op->out = kvmalloc(op->out_cap + sizeof(struct virtio_accel_data_resp), GFP_KERNEL);
-	if (!op->in || !op->out)
-		return -ENOMEM;
-	{
-		struct virtio_accel_data_resp *resp = op->out + op->out_cap;
-
-		resp->status = cpu_to_le32(VIRTIO_ACCEL_S_ERR);
-		resp->len = 0;
-	}
-	hdr = op->in;
-	memset(hdr, 0, sizeof(*hdr));
-	hdr->opcode = cpu_to_le32(u->opcode);
-	hdr->handle = cpu_to_le64(u->handle);
-	hdr->src_len = cpu_to_le32(u->src_len);
-	if (crypto) {
-		hdr->aad_len = cpu_to_le32(u->aad_len);
-		hdr->tag_len = cpu_to_le32(u->tag_len);
-		hdr->iv_len = cpu_to_le32(VIRTIO_ACCEL_IV_LEN);
-		memcpy(hdr->iv, u->iv, VIRTIO_ACCEL_IV_LEN);
-	} else if (service == VIRTIO_ACCEL_SERVICE_COMPRESSION) {
-		hdr->algo = cpu_to_le32(u->algo);
-		hdr->level = cpu_to_le32(u->level);
-	}
-	if (copy_from_user(op->in + sizeof(*hdr), u64_to_user_ptr(u->aad), u->aad_len) ||
-	    copy_from_user(op->in + sizeof(*hdr) + u->aad_len, u64_to_user_ptr(u->src),
-			   u->src_len))
-		return -EFAULT;
-
-	/* kmalloc'd: one entry; vmalloc'd: one per page (+1 for an unaligned start). */
-	max = 2 * (op->in_len / PAGE_SIZE + 2) + (op->out_cap + 8) / PAGE_SIZE + 2;
-	op->tbl = kmalloc_array(max, sizeof(*op->tbl), GFP_KERNEL);
-	if (!op->tbl)
-		return -ENOMEM;
-	sg_init_table(op->tbl, max);
-	err = va_sg_from_buf(op->tbl, &n, max, op->in, op->in_len);
+	if (u->flags & VIRTIO_ACCEL_IOC_OP_F_MAPPED)
+		err = va_cop_map(op, u, service, area);
+	else
+		err = va_cop_bounce(op, u, service);
 	if (err)
 		return err;
-	va_sg_end(op->tbl, n);
-	op->vreq.sgs[0] = op->tbl;
-	op->vreq.sgs[1] = &op->tbl[n];
-	err = va_sg_from_buf(op->tbl, &n, max, op->out, op->out_cap + 8);
-	if (err)
-		return err;
-	va_sg_end(op->tbl, n);
+	/* A trailer the device never writes must read as an error. */
+	op->resp->status = cpu_to_le32(VIRTIO_ACCEL_S_ERR);
+	op->resp->len = 0;
 	op->vreq.n_out = 1;
 	op->vreq.n_in = 1;
 	op->vreq.done = va_cop_done;
@@ -217,6 +290,7 @@ long va_ioctl_batch(struct va_file *f, void __user *arg)
 	kref_get(&f->dev->ref);
 	b->dev = f->dev;
 	b->count = ub.count;
+	b->area = va_area_get(f);
 
 	atomic_set(&b->remaining, 1);	/* dropped after the submit loop */
 	for (i = 0; i < ub.count; i++) {
@@ -226,7 +300,7 @@ long va_ioctl_batch(struct va_file *f, void __user *arg)
 
 		op->b = b;
 		op->status = VIRTIO_ACCEL_IOC_S_NOT_RUN;
-		err = va_cop_prepare(f, op, &uops[i], &q);
+		err = va_cop_prepare(f, op, &uops[i], b->area, &q);
 		if (!err) {
 			atomic_inc(&b->remaining);
 			kref_get(&b->ref);
@@ -258,7 +332,7 @@ long va_ioctl_batch(struct va_file *f, void __user *arg)
 		u->status = op->status;
 		u->error = op->error;
 		if (op->status == VIRTIO_ACCEL_S_OK) {
-			if (copy_to_user(u64_to_user_ptr(u->dst), op->out, op->len)) {
+			if (!op->mapped && copy_to_user(u64_to_user_ptr(u->dst), op->out, op->len)) {
 				ret = -EFAULT;
 				goto out;
 			}

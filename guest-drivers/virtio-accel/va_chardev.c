@@ -37,6 +37,7 @@ static int va_open(struct inode *inode, struct file *file)
 	kref_get(&dev->ref);
 	f->dev = dev;
 	mutex_init(&f->lock);
+	mutex_init(&f->area_lock);
 	xa_init(&f->sessions);
 	xa_init(&f->sas);
 	file->private_data = f;
@@ -69,6 +70,7 @@ static int va_release(struct inode *inode, struct file *file)
 	}
 	xa_destroy(&f->sessions);
 	xa_destroy(&f->sas);
+	va_area_put(f->area);	/* batches the device still owns hold their own reference */
 	va_dev_put(f->dev);
 	kfree(f);
 	return 0;
@@ -338,11 +340,17 @@ static long va_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	return -ENOTTY;
 }
 
+static int va_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	return va_area_mmap(file->private_data, vma);
+}
+
 static const struct file_operations va_fops = {
 	.owner = THIS_MODULE,	/* an open file pins the module: rmmod is refused */
 	.open = va_open,
 	.release = va_release,
 	.unlocked_ioctl = va_ioctl,
+	.mmap = va_mmap,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,
 };

@@ -31,6 +31,32 @@ pub struct DataOp {
     pub out_len: u32,
 }
 
+/// The open file's mmap()ed buffer area.
+pub struct Area {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Area {
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is this process's live shared mapping (until Drop); the device
+        // writes it only during batch_mapped, which borrows the area mutably.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in bytes(), and &mut self makes this the only slice.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: the mapping map_area created, unmapped once; no slice of it outlives self.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
 fn ioctl<T>(fd: &File, req: u64, arg: &mut T) -> io::Result<()> {
     // SAFETY: every request number in uapi.rs encodes size_of::<T>() of the matching struct,
     // and `arg` is a valid, exclusively borrowed T for the duration of the call.
@@ -116,6 +142,37 @@ impl AccelDev {
         };
         ioctl(&self.file, uapi::IOC_BATCH, &mut b)?;
         Ok(b.completed_ok)
+    }
+
+    /// Maps the file's buffer area (`len` bytes, fixed by the first call on this file).
+    pub fn map_area(&self, len: usize) -> io::Result<Area> {
+        // SAFETY: a new shared mapping chosen by the kernel (no address hint), checked for
+        // MAP_FAILED below; it is unmapped exactly once, by Area's Drop.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.file.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Area {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Runs `ops` (flagged [`uapi::OP_F_MAPPED`], offsets into `area`) as one batch: the device
+    /// reads and writes the area directly. Borrowing the area mutably keeps every slice of it
+    /// out of the way while the device writes.
+    pub fn batch_mapped(&self, area: &mut Area, ops: &mut [Op]) -> io::Result<u32> {
+        let _ = area;
+        self.batch_raw(ops)
     }
 
     /// Runs `ops` as one batch; each op's `dst` is truncated to the bytes written.

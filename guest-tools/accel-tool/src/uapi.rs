@@ -30,6 +30,10 @@ pub const SA_FAMILY_IPV4: u8 = 4;
 pub const COMP_DEFLATE: u32 = 1;
 pub const COMP_LZ4: u32 = 2;
 pub const MAX_BATCH: usize = 256;
+/// Largest mmap()ed buffer area per open file (VIRTIO_ACCEL_IOC_AREA_MAX).
+pub const AREA_MAX: usize = 64 << 20;
+/// Op flag: aad, src and dst are offsets in the file's area (VIRTIO_ACCEL_IOC_OP_F_MAPPED).
+pub const OP_F_MAPPED: u32 = 1;
 pub const STAT_NR: usize = 6;
 pub const STAT_NAMES: [&str; STAT_NR] = [
     "encrypt",

@@ -20,6 +20,14 @@
 /* Most operations one VIRTIO_ACCEL_IOC_BATCH call may carry. */
 #define VIRTIO_ACCEL_IOC_MAX_BATCH 256
 
+/*
+ * The buffer area: mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) with len up to
+ * this gives the open file one zeroed area (its size is fixed by the first mmap). Ops flagged
+ * VIRTIO_ACCEL_IOC_OP_F_MAPPED name byte offsets in it, and the device reads and writes it
+ * directly: no copies (see docs/virtio-accel-chardev.md).
+ */
+#define VIRTIO_ACCEL_IOC_AREA_MAX (64u << 20)
+
 /* VIRTIO_ACCEL_IOC_INFO: what the device offers (from its configuration space). */
 struct virtio_accel_ioc_info {
 	__u32 version;		/* VIRTIO_ACCEL_IOC_VERSION */
@@ -78,21 +86,24 @@ struct virtio_accel_ioc_sa_query {
 /* One operation of a batch. */
 struct virtio_accel_ioc_op {
 	__u32 opcode;		/* in: VIRTIO_ACCEL_OP_* */
-	__u32 flags;		/* in: 0 */
+	__u32 flags;		/* in: VIRTIO_ACCEL_IOC_OP_F_* */
 	__u64 handle;		/* in: session (crypto) or SA (ESP); 0 for compression */
 	__u32 algo;		/* in: compression: VIRTIO_ACCEL_COMP_* */
 	__u32 level;		/* in: compression level, 0 = default */
 	__u32 tag_len;		/* in: crypto: 4, 8, 12..16 */
 	__u32 aad_len;		/* in: crypto: associated data bytes */
-	__u64 aad;		/* in: user pointer */
-	__u64 src;		/* in: user pointer */
-	__u64 dst;		/* in: user pointer */
+	__u64 aad;		/* in: user pointer (area offset if F_MAPPED) */
+	__u64 src;		/* in: user pointer (area offset if F_MAPPED) */
+	__u64 dst;		/* in: user pointer (area offset if F_MAPPED) */
 	__u32 src_len;		/* in */
 	__u32 dst_len;		/* in: capacity of dst; out: bytes written (or needed) */
 	__u8 iv[16];		/* in: crypto: first 12 bytes */
 	__u32 status;		/* out: VIRTIO_ACCEL_S_*, or VIRTIO_ACCEL_IOC_S_* below */
 	__s32 error;		/* out: 0 or a negative errno (what the kernel API would return) */
 };				/* 88 bytes */
+
+/* aad, src and dst are byte offsets in the file's mmap()ed area, not user pointers. */
+#define VIRTIO_ACCEL_IOC_OP_F_MAPPED	(1u << 0)
 
 /* Driver-side status values (never sent by the device). */
 #define VIRTIO_ACCEL_IOC_S_NOT_RUN	0xffffffffu	/* batch aborted before this op ran */
