@@ -245,8 +245,9 @@ pub type SplitResult = Result<SplitChain, (u16, ChainError, Vec<u8>)>;
 /// `max_readable`, itself capped at [`MAX_READABLE_BYTES`]), and copies the readable part
 /// into `buf` (reused to avoid an allocation per request; `slack` extra bytes of capacity are
 /// reserved so an appended AEAD tag never reallocates). When the last readable descriptor
-/// holds at least `defer` bytes, only its first `peek` bytes are copied: the caller looks at
-/// the request header and either uses the rest in place or [`SplitChain::fill_all`]s it.
+/// holds at least `defer` bytes, only what it holds of the readable part's first `peek` bytes is
+/// copied: the caller looks at the request header and either uses the rest in place or
+/// [`SplitChain::fill_all`]s it.
 #[allow(clippy::too_many_arguments)]
 pub fn split_chain<M, T>(
     chain: DescriptorChain<T>,
@@ -304,7 +305,11 @@ where
     }
     let mut tail = None;
     if let Some(last) = readable.last_mut().filter(|s| s.len >= defer.max(1)) {
-        let keep = peek.min(last.len);
+        // `peek` counts from the start of the readable part: a header in descriptors of its
+        // own (as a driver whose source lives elsewhere sends it) leaves the whole last
+        // descriptor uncopied, the source in place.
+        let before = rlen - last.len;
+        let keep = peek.saturating_sub(before).min(last.len);
         tail = Some(Segment {
             addr: last.addr.unchecked_add(keep as u64),
             len: last.len - keep,
@@ -323,7 +328,7 @@ where
         buf.truncate(copy);
     }
     let mut off = 0;
-    for seg in readable.iter() {
+    for seg in readable.iter().filter(|s| s.len > 0) {
         if let Err(e) = read_guest(mem, seg.addr, &mut buf[off..off + seg.len]) {
             return Err((head, ChainError::Memory(e), buf));
         }

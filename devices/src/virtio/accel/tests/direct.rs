@@ -75,6 +75,39 @@ fn in_place_and_copied_encrypts_agree() {
     }
 }
 
+/// A header (with key and AAD) in descriptors of its own and the source in the last one, as the
+/// guest driver's mmap()ed-area ops send it: the source is used in place, also when the header
+/// itself is split.
+#[test]
+fn header_in_its_own_descriptor_leaves_the_source_in_place() {
+    for workers in [0, 1] {
+        let mut h = Harness::new(workers);
+        let (_, sess) = h.create_session(&KEY);
+        let q = h.queue_index(QueueKind::Crypto);
+        let (pt, aad, iv) = (plaintext(16384), b"aad".to_vec(), [9; 12]);
+        let expected = sealed(&pt, &aad, &iv);
+        for (key, split) in [(None, 0), (Some(&KEY[..]), 0), (None, 40)] {
+            let req = crypto_req(OP_ENCRYPT, sess, key, &iv, &aad, &pt, 16);
+            let before = h.dev.metrics().in_place.load(Ordering::Relaxed);
+            // Header [+ key] + AAD in the first descriptor (or from byte `split` on in the
+            // second, with the source), the source alone in the second.
+            let tail = if split > 0 {
+                req.len() - split
+            } else {
+                pt.len()
+            };
+            let out = split_request(&mut h, q, &req, tail, pt.len() + 16);
+            assert_eq!(out, expected, "key {:?} split {split}", key.is_some());
+            assert_eq!(
+                h.dev.metrics().in_place.load(Ordering::Relaxed),
+                before + 1,
+                "key {:?} split {split}: in place",
+                key.is_some()
+            );
+        }
+    }
+}
+
 /// A guest that points the output at its own source (encrypt in place in guest memory) gets
 /// the right ciphertext: the device never holds overlapping host references.
 #[test]
