@@ -6,8 +6,8 @@
 //!    uses, char device crypto/compression/ESP and bad input, its mmap()ed zero-copy area,
 //!    in-kernel acomp round trips),
 //!    statistics, rmmod refused while in use, a signal interrupting a running batch, 100
-//!    unload/load cycles with traffic in between (its own test and boot, ignored by default: the
-//!    nested platform loses that guest too often), no WARNING/BUG/Oops anywhere in
+//!    unload/load cycles with traffic in between (its own test and boot, one vCPU: see
+//!    `reload_cycles_with_traffic`), no WARNING/BUG/Oops anywhere in
 //!    the guest's kernel log and no taint but the out-of-tree module's;
 //! 2. a deliberately broken driver (`corrupt_encrypt=1`) fails the kernel self-tests (so they
 //!    really run), then device unbind with an open file, rebind, and final unload.
@@ -190,15 +190,15 @@ host_watchdog() {
 /// The kernel command line holds at most 2047 bytes: each guest script travels without its
 /// comments and indentation, gzipped (the test host's busybox compresses it, the guest's
 /// decompresses it).
-fn scenario(boots: &[(&str, &str)]) -> String {
-    let run = |name: &str, cmd: &str| {
+fn scenario(boots: &[(&str, &str, u32)]) -> String {
+    let run = |name: &str, cmd: &str, cpus: u32| {
         format!(
             "cat >/tmp/{name}.sh <<'GUEST_SCRIPT_END'\n{SELFTEST_FN}{cmd}\nGUEST_SCRIPT_END\n\
              z=$(sed -e 's/^[[:space:]]*//' -e '/^#/d' /tmp/{name}.sh | gzip -9 | base64 | tr -d '\\n')\n\
              : >/tmp/{name}.out\n\
              host_watchdog /tmp/{name}.out /tmp/{name}.sock & wd=$!\n\
              {{ accelvm run --kernel \"$ACCELVM_GUEST_KERNEL\" --initrd \"$ACCELVM_GUEST_INITRD\" \
-             --cpus 2 --memory 512 --accel --api-socket /tmp/{name}.sock \
+             --cpus {cpus} --memory 512 --accel --api-socket /tmp/{name}.sock \
              --guest-cmd \"echo $z | base64 -d | gunzip >/tmp/s.sh; sh /tmp/s.sh\"; \
              echo $? >/tmp/{name}.rc; }} 2>&1 | tee /tmp/{name}.out\n\
              kill $wd 2>/dev/null\n"
@@ -206,10 +206,10 @@ fn scenario(boots: &[(&str, &str)]) -> String {
     };
     let body: String = boots
         .iter()
-        .map(|(name, cmd)| {
+        .map(|&(name, cmd, cpus)| {
             format!(
                 "echo '=== {name}'\n{}echo \"{}_STATUS=$(cat /tmp/{name}.rc)\"\n",
-                run(name, cmd),
+                run(name, cmd, cpus),
                 name.to_uppercase()
             )
         })
@@ -270,7 +270,10 @@ fn guest_driver_end_to_end() {
         timeout: Duration::from_secs(3600),
         ..Default::default()
     };
-    let out = run_scenario_with(&scenario(&[("boot1", BOOT1), ("boot2", BOOT2)]), &opts);
+    let out = run_scenario_with(
+        &scenario(&[("boot1", BOOT1, 2), ("boot2", BOOT2, 2)]),
+        &opts,
+    );
     out.assert_success();
     let dump = out.dump();
 
@@ -392,12 +395,18 @@ fn guest_driver_end_to_end() {
 /// 6 runs. A guest that hangs in any other way (a lost notification: the driver waiting, the
 /// guest's timers ticking) is no platform stall and fails the test.
 ///
-/// Ignored in the default run all the same: late in session 6 the platform lost the guest in 5
-/// of 7 attempts (two runs needing 3 and more than 4 attempts), so even 6 attempts would fail
-/// CI too often. Run it with `cargo test --release --test guest_driver -- --ignored`; the
-/// retries are said on stderr (`--nocapture`).
+/// Session 7 caught the second way in KVM's trace (`kvm_trace`, printed with PLATFORM_STALL):
+/// every exit is a nested page fault *during the guest's own page walk* at GPA 0x139762ff8,
+/// entry 511 of a "page table" at 0x139762000, beyond the guest's 512 MiB and the test host's
+/// 3 GiB: the top-level table the guest's CR3 points at, as both TCG and KVM see it. KVM takes
+/// the address for MMIO, its emulator fails the same walk fetching the instruction and injects
+/// a #PF, whose delivery needs the same walk, for ever. All of it on vCPU 0 of a 2-vCPU guest,
+/// in a modprobe (module loading patches text through a temporary mm and IPIs the other CPU).
+/// With one vCPU the loop has not been seen: 9 of 9 runs passed at their first attempt
+/// (73-76 s each), where the same day the 2-vCPU guest stalled in its first attempt. This test
+/// therefore boots one vCPU (the unload/load/traffic cycle needs no second one; the other
+/// guest_driver boots keep two) and runs by default, the retries staying as a net.
 #[test]
-#[ignore = "the nested platform loses this guest in most attempts (KVM emulation loop), see above"]
 fn reload_cycles_with_traffic() {
     assert_testmgr_enabled();
     let opts = ScenarioOptions {
@@ -407,7 +416,7 @@ fn reload_cycles_with_traffic() {
         platform_attempts: 6,
         ..Default::default()
     };
-    let out = run_scenario_with(&scenario(&[("boot3", BOOT3)]), &opts);
+    let out = run_scenario_with(&scenario(&[("boot3", BOOT3, 1)]), &opts);
     out.assert_success();
     let dump = out.dump();
     // Boot 3: 100 unload/load cycles, each with AF_ALG and char device traffic; the self-tests

@@ -218,6 +218,20 @@ pub const PLATFORM_STALL_SH: &str = r#"
 kvm_stat() {
     cat /sys/kernel/debug/kvm/$1 2>/dev/null || echo -1
 }
+# 50 ms of KVM's trace events, for the record: which guest instruction KVM emulates, what it
+# injects and where (the emulator loop's signature).
+kvm_trace() {
+    t=/sys/kernel/tracing
+    [ -d $t/events/kvm ] || mount -t tracefs none $t 2>/dev/null
+    [ -d $t/events/kvm ] || return 0
+    echo 0 >$t/tracing_on; echo >$t/trace
+    for e in kvm_exit kvm_emulate_insn kvm_inj_exception kvm_page_fault kvm_mmio kvm_fpu; do
+        echo 1 >$t/events/kvm/$e/enable 2>/dev/null
+    done
+    echo 1 >$t/tracing_on; sleep 0.05; echo 0 >$t/tracing_on
+    grep -v '^#' $t/trace | head -40 | sed 's/^/HOST_KVM_TRACE /'
+    echo 0 >$t/events/kvm/enable 2>/dev/null
+}
 # The nested platform's two ways of losing a guest, told from a guest that waits or spins (a
 # live guest exits at least every 5 s: its scripts' sleep loops), over 12 s of KVM counters:
 # no exit of any kind (a vCPU stays in KVM_RUN, not even the test host's own timer gets it
@@ -238,6 +252,7 @@ platform_stall() {
         why="no KVM exit in 12 s"
     elif [ $de -gt 1000 ] && [ $((di * 10)) -ge $((de * 9)) ] && [ $((dp * 10)) -ge $((de * 9)) ]; then
         why="KVM emulating an instruction and injecting a page fault in a loop ($de times in 12 s)"
+        kvm_trace
     else
         return 1
     fi
