@@ -70,23 +70,35 @@ need_tools() {
     fi
 }
 
+APT_UPDATED=0
+# Refreshes apt's package lists, once per run. A machine's lists can be months old, and the
+# archive drops superseded kernels: resolving from stale lists names a kernel whose headers
+# (seen in CI: linux-headers-6.1.0-48, a 404) or source can no longer be downloaded.
+apt_update_once() {
+    [[ $APT_UPDATED -eq 1 ]] && return
+    log "refreshing apt's package lists (apt-get update)"
+    apt-get update -qq >&2 || die "apt-get update failed"
+    APT_UPDATED=1
+}
+
 # Prints the concrete linux-image-*-cloud-amd64 package the metapackage depends on.
 resolve_kernel_pkg() {
-    local pkg
-    pkg=$(apt-cache depends "$META_PKG" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-    if [[ -z "$pkg" ]]; then
-        log "apt-cache does not know $META_PKG; running apt-get update"
-        apt-get update -qq >&2 || die "apt-get update failed"
-        pkg=$(apt-cache depends "$META_PKG" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-    fi
-    [[ -n "$pkg" ]] || die "cannot resolve $META_PKG to a kernel package"
-    printf '%s\n' "$pkg"
+    apt-cache depends "$META_PKG" 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
 }
 
 # Downloads (cached) and extracts the kernel package; sets KVER and KROOT.
 fetch_kernel() {
     local pkg deb
     pkg=$(resolve_kernel_pkg)
+    # Anything of that kernel still to download: resolve again from fresh lists first, so the
+    # image, headers and source all come from the archive's current kernel. A fully cached
+    # kernel builds offline.
+    if [[ -z "$pkg" || ! -f "$CACHE/kernel-${pkg#linux-image-}/.extracted" ||
+        ! -f "$CACHE/headers-${pkg#linux-image-}/.extracted" ]]; then
+        apt_update_once
+        pkg=$(resolve_kernel_pkg)
+    fi
+    [[ -n "$pkg" ]] || die "cannot resolve $META_PKG to a kernel package"
     KVER=${pkg#linux-image-}
     KROOT="$CACHE/kernel-$KVER/root"
     mkdir -p "$CACHE/debs"
