@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use accelvm_devices::test_utils::CountingInterrupt;
+use accelvm_devices::virtio::accel::backend::compress;
 use accelvm_devices::virtio::accel::mock_driver::MockDriver;
 use accelvm_devices::virtio::accel::protocol::*;
 use accelvm_devices::virtio::accel::{Accel, AccelConfig, QueueKind, SoftwareAccelerator};
@@ -111,6 +112,43 @@ const TRAILERS: u64 = DATA_BASE + 0x2000;
 /// and `va_comp.c`).
 fn trailer_in_output() -> bool {
     std::env::var_os("ACCEL_BENCH_TRAILER_IN_OUTPUT").is_some_and(|v| v == "1")
+}
+
+/// Where a request's bytes lie, from the start of its page-aligned slot: the header, then
+/// the source at `size_of::<DataHdr>()`, then the output area at `out_at`. The device's
+/// requests and the direct call's buffers use the same layout: the speed of the same LZ4 loop
+/// moves by several per cent with the relative alignment of source and output (4 KiB
+/// aliasing between loads and stores), which would otherwise count as device overhead.
+struct Layout {
+    out_at: usize,
+    out_len: usize,
+    stride: usize,
+}
+
+impl Layout {
+    /// For a source (or ciphertext and tag) of `data_len` bytes.
+    fn new(data_len: usize) -> Layout {
+        // Room for LZ4's worst case (what a driver that cannot predict the ratio allocates;
+        // it lets the device compress in place) and for a tag; the trailer gets its own
+        // descriptor in a compact array, as the kernel driver's crypto API paths do, or the
+        // end of the output area (ACCEL_BENCH_TRAILER_IN_OUTPUT=1).
+        let out_len = lz4_flex::block::get_maximum_output_size(data_len).max(data_len + 16)
+            + if trailer_in_output() {
+                RESP_LEN as usize
+            } else {
+                0
+            };
+        let out_at = (size_of::<DataHdr>() + data_len).next_multiple_of(64);
+        // Never overlapping the next request: the output of one request must not run into
+        // the source of the next (a worker may still be reading that source when the event
+        // loop writes this request's trailer).
+        let stride = (out_at + out_len).next_multiple_of(4096);
+        Layout {
+            out_at,
+            out_len,
+            stride,
+        }
+    }
 }
 
 fn payload(size: usize) -> Vec<u8> {
@@ -226,21 +264,15 @@ impl Rig {
         // its own descriptor in a compact array, as the kernel driver's crypto API paths do,
         // or the end of the output descriptor (ACCEL_BENCH_TRAILER_IN_OUTPUT=1).
         let in_output = trailer_in_output();
-        let out_len = (lz4_flex::block::get_maximum_output_size(size).max(size + 16)
-            + if in_output { RESP_LEN as usize } else { 0 }) as u32;
-        // Request then output area, page aligned, never overlapping the next request (the
-        // output of one request must not run into the source of the next: a worker may still
-        // be reading that source when the event loop writes this request's trailer).
-        let req_len = (size_of::<DataHdr>() + data.len()) as u64;
-        let stride = (req_len.next_multiple_of(64) + u64::from(out_len)).next_multiple_of(4096);
+        let l = Layout::new(data.len());
         let mut reqs = Vec::new();
         for i in 0..(batch_size() * depth) as u64 {
-            let r = DATA_BASE + 0x10_000 + i * stride;
+            let r = DATA_BASE + 0x10_000 + i * l.stride as u64;
             let req = [hdr.as_slice(), &data].concat();
             mem.write_slice(&req, GuestAddress(r)).unwrap();
             reqs.push(Req {
                 req: (r, req.len() as u32),
-                out: (r + (req.len() as u64).next_multiple_of(64), out_len),
+                out: (r + l.out_at as u64, l.out_len as u32),
                 trailer: (!in_output).then_some(TRAILERS + 16 * i),
             });
         }
@@ -334,65 +366,79 @@ impl Rig {
     }
 }
 
-/// The library call the device wraps, on BATCH distinct host buffers of the same size (the
-/// device also touches BATCH distinct guest buffers: equal working sets).
+/// The library call the device wraps, on BATCH distinct host buffers of the same size laid
+/// out like the device's guest buffers ([`Layout`]): equal working sets and alignment.
 struct Direct {
     op: Op,
-    bufs: Vec<Vec<u8>>,
-    outs: Vec<Vec<u8>>,
+    /// Page-aligned slots of `layout.stride` bytes in `arena`, from `base`.
+    arena: Vec<u8>,
+    base: usize,
+    layout: Layout,
+    data_len: usize,
     gcm: Aes256Gcm,
     tag: aes_gcm::Tag,
-    lz4_table: lz4_flex::block::CompressTable,
 }
 
 impl Direct {
     fn new(op: Op, size: usize) -> Direct {
+        // Ciphertext and tag in one buffer, as the device's requests carry them.
         let (data, tag) = if op == Op::GcmDecrypt {
-            sealed(size)
+            let (mut ct, tag) = sealed(size);
+            ct.extend_from_slice(&tag);
+            (ct, tag)
         } else {
             (payload(size), Default::default())
         };
-        let out = vec![0; lz4_flex::block::get_maximum_output_size(size)];
+        let layout = Layout::new(data.len());
+        let mut arena = vec![0u8; layout.stride * batch_size() + 4096];
+        let base = arena.as_ptr().align_offset(4096);
+        for i in 0..batch_size() {
+            let at = base + i * layout.stride + size_of::<DataHdr>();
+            arena[at..at + data.len()].copy_from_slice(&data);
+        }
         Direct {
             op,
-            bufs: vec![data; batch_size()],
-            outs: vec![out; batch_size()],
+            arena,
+            base,
+            layout,
+            data_len: data.len(),
             gcm: Aes256Gcm::new(&KEY.into()),
             tag,
-            lz4_table: if size < u16::MAX as usize {
-                lz4_flex::block::CompressTable::small()
-            } else {
-                lz4_flex::block::CompressTable::large()
-            },
         }
     }
+
     fn batch(&mut self) {
-        for (buf, out) in self.bufs.iter_mut().zip(&mut self.outs) {
+        let l = &self.layout;
+        for i in 0..batch_size() {
+            let slot = &mut self.arena[self.base + i * l.stride..][..l.stride];
+            let (head, tail) = slot.split_at_mut(l.out_at);
+            let buf = &head[size_of::<DataHdr>()..][..self.data_len];
+            let out = &mut tail[..l.out_len];
             match self.op {
                 Op::Gcm => {
                     // Out of place, like the device (`AeadKey::seal_to`: guest source to
                     // guest output).
                     let nonce = Nonce::from([0u8; 12]);
-                    let io = InOutBuf::new(buf.as_slice(), &mut out[..buf.len()]).unwrap();
+                    let io = InOutBuf::new(buf, &mut out[..buf.len()]).unwrap();
                     let tag = self.gcm.encrypt_inout_detached(&nonce, b"", io).unwrap();
                     black_box(tag);
                 }
                 Op::GcmDecrypt => {
                     // Out of place, like the device (and the ciphertext stays valid).
                     let nonce = Nonce::from([0u8; 12]);
-                    let io = InOutBuf::new(buf.as_slice(), &mut out[..buf.len()]).unwrap();
+                    let plain = buf.len() - 16;
+                    let io = InOutBuf::new(&buf[..plain], &mut out[..plain]).unwrap();
                     self.gcm
                         .decrypt_inout_detached(&nonce, b"", io, &self.tag)
                         .unwrap();
                     black_box(&out[..]);
                 }
                 Op::Lz4 => {
-                    // The same reused hash table as the device's backend (no allocation
-                    // per call).
-                    black_box(
-                        lz4_flex::block::compress_into_with_table(buf, out, &mut self.lz4_table)
-                            .unwrap(),
-                    );
+                    // The backend's own LZ4 function (lz4_flex with a reused per-thread hash
+                    // table), the code the device runs: lz4_flex's loop is generic, so a call
+                    // from this crate would be a second copy of it, compiled and placed apart,
+                    // and its speed moves with placement by more than the device's overhead.
+                    black_box(compress::lz4_compress(buf, out).unwrap());
                 }
             }
         }
@@ -444,26 +490,53 @@ fn per_req(slice: Duration, f: &mut dyn FnMut()) -> f64 {
     start.elapsed().as_secs_f64() / (n as f64 * batch_size() as f64)
 }
 
-/// Minimum over `rounds` interleaved slices for each variant: on a shared, noisy host the
-/// minimum is the estimate least disturbed by other processes, and interleaving exposes all
-/// variants to the same background load.
-fn best_of(fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
-    // ACCEL_BENCH_ROUNDS: more rounds give a steadier minimum on a busy host.
+/// Time per request of each variant in `rounds` interleaved slices (`ACCEL_BENCH_ROUNDS`,
+/// default 9): `[round][variant]`.
+fn rounds_of(fs: &mut [&mut dyn FnMut()]) -> Vec<Vec<f64>> {
+    // More rounds give a steadier estimate on a busy host.
     let rounds = std::env::var("ACCEL_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(9usize)
         .clamp(1, 1000);
-    let mut best = vec![f64::MAX; fs.len()];
     for f in fs.iter_mut() {
         f(); // warm up
     }
-    for _ in 0..rounds {
-        for (i, f) in fs.iter_mut().enumerate() {
-            best[i] = best[i].min(per_req(Duration::from_millis(40), *f));
+    (0..rounds)
+        .map(|_| {
+            fs.iter_mut()
+                .map(|f| per_req(Duration::from_millis(40), *f))
+                .collect()
+        })
+        .collect()
+}
+
+/// The minimum over the rounds for each variant: on a shared, noisy host the minimum is the
+/// estimate least disturbed by other processes, and interleaving exposes all variants to the
+/// same background load.
+fn best_of(rounds: &[Vec<f64>]) -> Vec<f64> {
+    let mut best = vec![f64::MAX; rounds.first().map_or(0, Vec::len)];
+    for r in rounds {
+        for (b, &t) in best.iter_mut().zip(r) {
+            *b = b.min(t);
         }
     }
     best
+}
+
+/// The median over the rounds of `direct / variant` within each round. Where the host's
+/// speed itself drifts (a shared machine whose CPU ran the same loop in 80 ms or 150 ms from
+/// one second to the next), the two minima can come from different phases; a ratio taken
+/// within one round compares slices run back to back.
+fn paired_median(rounds: &[Vec<f64>], variant: usize) -> f64 {
+    let mut r: Vec<f64> = rounds.iter().map(|t| t[0] / t[variant]).collect();
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    if n % 2 == 1 {
+        r[n / 2]
+    } else {
+        (r[n / 2 - 1] + r[n / 2]) / 2.0
+    }
 }
 
 /// The sizes to run: `ACCEL_BENCH_SIZES=64,16384` picks some of [`SIZES`].
@@ -500,16 +573,17 @@ fn table() {
         batch_size()
     );
     println!(
-        "ratio = device throughput / direct; ovh = extra time per request (µs). worker x2 keeps \
+        "ratio = device throughput / direct (best round of each); ovh = extra time per request \
+         (µs); r med = median over the rounds of the ratio within one round. worker x2 keeps \
          two batches in flight (the driver submits the next batch before the last completes)."
     );
     println!(
-        "{:<18} {:>6} {:>8} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6}",
-        "op", "size", "direct", "inline", "", "worker", "", "wkr x2", ""
+        "{:<18} {:>6} {:>8} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6} {:>7}",
+        "op", "size", "direct", "inline", "", "worker", "", "wkr x2", "", "inline"
     );
     println!(
-        "{:<18} {:>6} {:>8} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6}",
-        "", "bytes", "MB/s", "ratio", "ovh", "ratio", "ovh", "ratio", "ovh"
+        "{:<18} {:>6} {:>8} {:>7} {:>6} {:>7} {:>6} {:>7} {:>6} {:>7}",
+        "", "bytes", "MB/s", "ratio", "ovh", "ratio", "ovh", "ratio", "ovh", "r med"
     );
     for op in ops() {
         for size in sizes() {
@@ -517,12 +591,13 @@ fn table() {
             let mut i = Rig::new(0, op, size);
             let mut w = Rig::new(1, op, size);
             let mut p = Rig::with_depth(1, op, size, 2);
-            let t = best_of(&mut [
+            let rounds = rounds_of(&mut [
                 &mut || d.batch(),
                 &mut || i.batch(),
                 &mut || w.batch(),
                 &mut || p.batch(),
             ]);
+            let t = best_of(&rounds);
             for rig in [&mut i, &mut w, &mut p] {
                 rig.assert_ok();
             }
@@ -532,11 +607,12 @@ fn table() {
                 .map(|&tv| format!("{:>7.2} {:>6.2}", td / tv, (tv - td) * 1e6))
                 .collect();
             println!(
-                "{:<18} {:>6} {:>8.0} {}",
+                "{:<18} {:>6} {:>8.0} {} {:>7.2}",
                 name(op),
                 size,
                 size as f64 / td / 1e6,
-                cols.join(" ")
+                cols.join(" "),
+                paired_median(&rounds, 1)
             );
         }
     }

@@ -108,6 +108,11 @@ pub fn inflate(input: &[u8], out: &mut [u8]) -> Result<usize, CompressError> {
 }
 
 /// Compresses `input` as one LZ4 block (no size prefix) into `out`.
+///
+/// Never inlined: every caller (the device's in-place and copy paths, benches measuring the
+/// device against this call) then runs one copy of lz4_flex's loop, whose speed otherwise
+/// varies by up to 20 % with where each inlined copy lands (docs/virtio-accel-bench.md).
+#[inline(never)]
 pub fn lz4_compress(input: &[u8], out: &mut [u8]) -> Result<usize, CompressError> {
     let bound = lz4_flex::block::get_maximum_output_size(input.len());
     if out.len() >= bound {
