@@ -259,10 +259,7 @@ impl Rig {
         } else {
             payload(size)
         };
-        // The output descriptor has room for LZ4's worst case (what a driver that cannot
-        // predict the ratio allocates; it lets the device compress in place); the trailer gets
-        // its own descriptor in a compact array, as the kernel driver's crypto API paths do,
-        // or the end of the output descriptor (ACCEL_BENCH_TRAILER_IN_OUTPUT=1).
+        // Request (header and source) and output descriptor per slot, as `Layout` says.
         let in_output = trailer_in_output();
         let l = Layout::new(data.len());
         let mut reqs = Vec::new();
