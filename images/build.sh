@@ -76,9 +76,11 @@ APT_UPDATED=0
 # (seen in CI: linux-headers-6.1.0-48, a 404) or source can no longer be downloaded.
 apt_update_once() {
     [[ $APT_UPDATED -eq 1 ]] && return
-    log "refreshing apt's package lists (apt-get update)"
-    apt-get update -qq >&2 || die "apt-get update failed"
     APT_UPDATED=1
+    log "refreshing apt's package lists (apt-get update)"
+    # Without root (or offline) the lists stay as they are; a download they name may then
+    # fail, and says which package.
+    apt-get update -qq >&2 || log "apt-get update failed; resolving from the lists as they are"
 }
 
 # Prints the concrete linux-image-*-cloud-amd64 package the metapackage depends on.
